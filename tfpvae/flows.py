@@ -113,13 +113,21 @@ class _MadeFlow(_Flow):
 
     def _maf(self, i, context):
         made = self.networks[i]
+        last = {}
 
         def shift_and_log_scale(y):
+            # The bijector asks for the same input twice: once for the
+            # transform and once for its log-determinant. Remember the last
+            # call so that sampling with log q costs one network pass.
+            if last.get("y") is y:
+                return last["out"]
             if context is None:
                 params = made(y)
             else:
                 params = made(y, conditional_input=context)
-            return self._gated(i, params[..., 0], params[..., 1])
+            out = self._gated(i, params[..., 0], params[..., 1])
+            last.update(y=y, out=out)
+            return out
 
         return tfb.MaskedAutoregressiveFlow(
             shift_and_log_scale_fn=shift_and_log_scale, name=f"maf_{i}")
@@ -172,7 +180,11 @@ class RealNVP(_Flow):
                 ctx = tf.broadcast_to(
                     context, tf.concat([tf.shape(x0)[:-1], [self.context_dim]], 0))
                 inputs = tf.concat([x0, ctx], axis=-1)
-            params = net(inputs)
+            # Run the network on [M, features]: tf_keras would squeeze a
+            # trailing axis of size 1 from a rank-3 input.
+            flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
+            params = tf.reshape(net(flat), tf.concat(
+                [tf.shape(inputs)[:-1], [2 * output_units]], 0))
             return self._gated(i, params[..., :output_units],
                                params[..., output_units:])
 
