@@ -1,0 +1,907 @@
+"""Datasets for tfpvae: loading, normalising and batching.
+
+`load_dataset` turns a *source* string into an in-memory `Dataset` of float32
+arrays with normalised splits ``train``, ``valid`` (and ``test`` when the
+source has one besides a validation split). A source is one of:
+
+* a local ``.npz`` file: arrays ``train``, ``valid``/``validation``, ``test``
+  (or keras style ``x_train``/``x_test``), labels as ``<split>_labels`` or
+  ``y_<split>``; a file holding a single data array (any key, optionally with
+  ``labels``/``y``) is "all data" and gets split. Arrays ``[N, H, W]`` are
+  grayscale images, ``[N, H, W, C]`` images and ``[N, D]`` feature vectors
+  (tabular, even when D is 784: reshape flattened images before saving);
+* a local ``.npy`` file holding one array (all data, no labels);
+* a folder of MNIST-style IDX files (``train-images-idx3-ubyte[.gz]``,
+  ``train-labels-idx1-ubyte[.gz]``, ``t10k-...``), parsed here with numpy;
+* the published binarized-MNIST ``.amat`` text files: a folder holding
+  ``binarized_mnist_{train,valid,test}.amat`` or a single ``.amat`` file;
+* a ``.csv`` table of feature vectors with a header row (``label_column``
+  names the column kept as labels);
+* ``sklearn_digits`` (alias ``digits``): scikit-learn's bundled 8x8 digits,
+  always available offline;
+* anything else is a `tensorflow_datasets` name (``mnist``, ``fashion_mnist``,
+  ``binarized_mnist``, ``cifar10``, ``emnist/letters``, ...).
+
+An existing local path takes precedence over a tfds name spelled the same way.
+
+Normalisation rules:
+
+* Split names become ``train``/``valid``/``test`` (``validation`` -> ``valid``).
+  Without a validation split, ``valid`` is carved out of ``train`` with a
+  permutation fixed by ``seed`` (``validation_fraction`` of it); ``test`` is
+  never touched. Data that comes as one block ("all data") is the train split
+  before carving. ``Dataset.eval_split`` is always ``"valid"``.
+* Images become float32 in [0, 1]: integer (or float) pixels up to 255 are
+  divided by 255 once; data already in [0, 1] is kept as is.
+* Tabular data is standardised with the train split's mean and standard
+  deviation (stored in the `Dataset`) unless ``standardize=False``.
+* ``digits`` keeps only the listed labels, in every split.
+* ``binarize="static"`` replaces every split once by a Bernoulli sample of
+  its pixel intensities. ``binarize="dynamic"`` keeps intensities in the
+  train split and `make_train_dataset` draws a fresh sample of each batch
+  every epoch; the ``valid`` and ``test`` splits are binarized once so that
+  evaluation numbers are comparable between runs. Both one-off samples use
+  the fixed seed `BINARIZATION_SEED` (independent of ``seed``), so a given
+  source always binarizes to the same data.
+
+A tfds dataset that is not prepared in the tfds data dir is downloaded, but
+only after a quick network probe: offline, `load_dataset` raises
+`DatasetError` within seconds instead of letting tfds retry for minutes.
+
+`make_train_dataset` and `make_eval_dataset` build `tf.data` pipelines that
+keep the split in memory as one tensor and gather whole batches, which is
+much faster than slicing and shuffling example by example.
+
+Example:
+    ds = load_dataset("sklearn_digits", binarize="dynamic", seed=0)
+    train = make_train_dataset(ds, 100, seed=0, binarize="dynamic")
+    for epoch in range(10):
+        for x in train:          # one epoch per iteration, reshuffled
+            ...
+    for x in make_eval_dataset(ds, 500):
+        ...
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import gzip
+import os
+import re
+import socket
+import threading
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+BINARIZE_CHOICES = ("none", "static", "dynamic")
+
+#: Seed of the one-off Bernoulli samples (static binarization, and the eval
+#: splits under dynamic binarization). Fixed so results stay comparable.
+BINARIZATION_SEED = 20240611
+
+#: Source names that mean scikit-learn's bundled 8x8 digits.
+SKLEARN_DIGITS_ALIASES = ("sklearn_digits", "digits")
+
+#: Host:port probed before tfds is allowed to download (tfds and most of its
+#: datasets are served from Google Cloud Storage).
+DOWNLOAD_PROBE_HOST = ("storage.googleapis.com", 443)
+
+#: Seconds the network probe may take (DNS included) before we call it offline.
+DOWNLOAD_PROBE_TIMEOUT = 5.0
+
+_SPLIT_ORDER = ("train", "valid", "test")
+_SPLIT_ALIASES = (("train", "train"), ("valid", "valid"),
+                  ("validation", "valid"), ("test", "test"))
+_LABEL_ONLY_KEYS = ("labels", "label", "y", "targets")
+_IDX_NAME = re.compile(
+    r"^(?P<prefix>train|t10k)-(?P<what>images|labels)[-.]idx(?P<rank>\d)-ubyte(?:\.gz)?$")
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4",
+               0x0D: ">f4", 0x0E: ">f8"}
+_AMAT_NAME = re.compile(r"^binarized_mnist_(?P<split>train|valid|test)\.amat$")
+_LOCAL_SUFFIXES = (".npz", ".npy", ".csv", ".amat", ".gz")
+_LOCAL_HINT = ("a local .npz/.npy/.csv/.amat file, a folder of MNIST IDX files, "
+               "or 'sklearn_digits'")
+_DYNAMIC_SEED_SALT = 0x9E3779B9
+_TFDS_CHUNK = 10_000
+_BERNOULLI_LEVELS = 65536
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be loaded; the message names the problem and the fix."""
+
+
+@dataclasses.dataclass
+class Dataset:
+    """An in-memory dataset with normalised splits.
+
+    Attributes:
+        name: The source it was loaded from (tfds name, path, or
+            ``"sklearn_digits"``).
+        splits: float32 arrays ``[N, *data_shape]`` per split; always has
+            ``"train"`` and ``"valid"``, plus ``"test"`` when the source has
+            a test split besides a validation split.
+        labels: int64 label vector per split (aligned with `splits`), or None
+            where the source has no labels.
+        data_shape: Per-example shape, e.g. ``(28, 28, 1)`` or ``(18,)``.
+        kind: ``"image"`` or ``"tabular"``.
+        eval_split: The split used for held-out evaluation (``"valid"``).
+        feature_mean: Per-feature train mean used to standardise tabular
+            data, else None.
+        feature_std: Per-feature train standard deviation used to standardise
+            tabular data (constant features get 1), else None.
+        binarize: The ``binarize`` mode the data was loaded with.
+        label_names: Class names indexed by label when the source provides
+            them (tfds class labels, text labels of a csv), else None.
+    """
+
+    name: str
+    splits: dict[str, np.ndarray] = dataclasses.field(repr=False)
+    labels: dict[str, np.ndarray | None] = dataclasses.field(repr=False)
+    data_shape: tuple[int, ...]
+    kind: str
+    eval_split: str = "valid"
+    feature_mean: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    feature_std: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    binarize: str = "none"
+    label_names: list[str] | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def is_binary(self) -> bool:
+        """Whether every value of every split is 0 or 1."""
+        return all(_is_binary(x) for x in self.splits.values())
+
+    def summary(self) -> str:
+        """Returns a one-line description, e.g. for logging."""
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
+        labelled = "labelled" if self.labels.get("train") is not None else "unlabelled"
+        return (f"{self.name}: {self.kind} {self.data_shape}, {sizes}, {labelled}, "
+                f"binarize={self.binarize}, eval_split={self.eval_split}")
+
+
+@dataclasses.dataclass
+class _Raw:
+    """Arrays as read from a source, before normalisation."""
+
+    name: str
+    splits: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray | None]
+    label_names: list[str] | None = None
+
+
+# --------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------
+
+def load_dataset(source: str | os.PathLike,
+                 *,
+                 digits: Sequence[int] | None = None,
+                 binarize: str = "none",
+                 validation_fraction: float = 0.1,
+                 label_column: str | None = None,
+                 seed: int = 0,
+                 data_dir: str | None = None,
+                 standardize: bool = True) -> Dataset:
+    """Loads a dataset into memory with normalised splits.
+
+    Args:
+        source: A tfds name, a local file/folder path, or ``"sklearn_digits"``
+            (see the module docstring for the accepted formats).
+        digits: Labels to keep (e.g. ``[1, 8]``); every split is filtered.
+        binarize: ``"none"``, ``"static"`` or ``"dynamic"`` (see module
+            docstring). Only for image data.
+        validation_fraction: Fraction of the train split carved out as
+            ``valid`` when the source has no validation split.
+        label_column: For ``.csv`` sources, the column holding labels.
+        seed: Seed of the train/valid carve permutation.
+        data_dir: tensorflow_datasets data directory (tfds default if None).
+        standardize: Standardise tabular data with the train statistics.
+
+    Returns:
+        The loaded `Dataset`.
+
+    Raises:
+        DatasetError: If the source is missing, malformed, unreachable or the
+            options do not fit the data.
+    """
+    if binarize not in BINARIZE_CHOICES:
+        raise DatasetError(f"binarize={binarize!r} is not one of {BINARIZE_CHOICES}")
+    if not 0.0 < validation_fraction < 1.0:
+        raise DatasetError(f"validation_fraction={validation_fraction} must be "
+                           "strictly between 0 and 1")
+    raw = _read_source(os.fspath(source), label_column=label_column, data_dir=data_dir)
+    splits, labels = _check_shapes(raw)
+    if "valid" not in splits:
+        splits, labels = _carve_validation(raw.name, splits, labels,
+                                           validation_fraction, seed)
+    data_shape = tuple(int(d) for d in splits["train"].shape[1:])
+    kind = "image" if len(data_shape) == 3 else "tabular"
+    if digits is not None:
+        splits, labels = _filter_labels(raw.name, splits, labels, digits)
+
+    feature_mean = feature_std = None
+    if kind == "image":
+        splits = _to_unit_interval(raw.name, splits)
+    else:
+        splits = _to_float(raw.name, splits)
+        if standardize:
+            feature_mean, feature_std = _standardize(splits)
+
+    if binarize != "none":
+        if kind != "image":
+            raise DatasetError(f"{raw.name}: binarize={binarize!r} needs image data in "
+                               f"[0, 1] but this is tabular data {data_shape}; use "
+                               "binarize='none'")
+        # "dynamic" leaves train to make_train_dataset and fixes the eval splits.
+        for i, name in enumerate(_SPLIT_ORDER):
+            if name in splits and (binarize == "static" or name != "train"):
+                rng = np.random.default_rng([BINARIZATION_SEED, i])
+                splits[name] = _bernoulli(splits[name], rng)
+
+    return Dataset(name=raw.name, splits=splits, labels=labels,
+                   data_shape=data_shape, kind=kind, eval_split="valid",
+                   feature_mean=feature_mean, feature_std=feature_std,
+                   binarize=binarize, label_names=raw.label_names)
+
+
+def make_train_dataset(ds: Dataset,
+                       batch_size: int,
+                       *,
+                       seed: int,
+                       binarize: str = "none",
+                       drop_remainder: bool = True,
+                       split: str = "train",
+                       initial_epoch: int = 0) -> tf.data.Dataset:
+    """Builds the training pipeline: one shuffled epoch per iteration.
+
+    The split is held in memory once as a tensor; each epoch draws a
+    permutation of the example indices and gathers whole batches. Every
+    iteration over the returned dataset is one epoch with a new order: the
+    k-th iteration (counting from ``initial_epoch``) uses the permutation
+    seeded by ``(seed, k)``, so two pipelines built with the same seed yield
+    identical batches epoch by epoch.
+
+    Args:
+        ds: The dataset.
+        batch_size: Examples per batch.
+        seed: Seed of the shuffling and of dynamic binarization.
+        binarize: ``"dynamic"`` draws a fresh Bernoulli sample of every batch,
+            seeded by ``(seed, batch index within the whole run)``, with the
+            pixel probabilities rounded to multiples of 1/65536;
+            ``"static"`` checks that the split is already binary (load it with
+            ``binarize="static"``); ``"none"`` yields the values as stored.
+        drop_remainder: Drop the last partial batch (every batch then has the
+            static shape ``[batch_size, *data_shape]``).
+        split: The split to iterate.
+        initial_epoch: Epoch index of the first iteration, to resume a run
+            with the same orders and samples it would have had.
+
+    Returns:
+        A `tf.data.Dataset` of float32 batches ``[B, *data_shape]``.
+
+    Raises:
+        DatasetError: For an unknown split or binarize mode, binarizing
+            tabular data, or a split smaller than one batch.
+    """
+    x = _split_array(ds, split)
+    if binarize not in BINARIZE_CHOICES:
+        raise DatasetError(f"binarize={binarize!r} is not one of {BINARIZE_CHOICES}")
+    if binarize != "none" and ds.kind != "image":
+        raise DatasetError(f"{ds.name}: binarize={binarize!r} needs image data but this "
+                           "is tabular data; use binarize='none'")
+    if binarize == "static" and not _is_binary(x):
+        raise DatasetError(f"{ds.name}: binarize='static' but split {split!r} is not "
+                           "binary; load it with load_dataset(..., binarize='static')")
+    if batch_size < 1:
+        raise DatasetError(f"batch_size={batch_size} must be positive")
+    n = len(x)
+    num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    if num_batches == 0:
+        raise DatasetError(f"{ds.name}: split {split!r} has {n} examples, fewer than "
+                           f"batch_size={batch_size}; lower the batch size or pass "
+                           "drop_remainder=False")
+
+    if binarize == "dynamic":
+        # Stored as Bernoulli thresholds on a 16-bit grid: one 32-bit random
+        # word then serves two pixels, halving the cost of the RNG, which
+        # dominates the pipeline. Probabilities are exact to 1/65536.
+        data = tf.constant(np.round(x * _BERNOULLI_LEVELS).astype(np.int32))
+    else:
+        data = tf.constant(x, dtype=tf.float32)
+    seed_t = tf.constant(seed, tf.int64)
+    dynamic_seed = tf.constant(seed + _DYNAMIC_SEED_SALT, tf.int64)
+    # The epoch counter lives in the pipeline: every new iterator takes the
+    # next epoch index, which seeds stateless ops (no global RNG state).
+    epoch_counter = tf.Variable(initial_epoch, dtype=tf.int64, trainable=False,
+                                name="tfpvae_epoch_counter")
+
+    def next_epoch(_):
+        return epoch_counter.assign_add(1) - 1
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([seed_t, epoch]))
+        if drop_remainder:
+            order = tf.reshape(order[:num_batches * batch_size], [num_batches, batch_size])
+
+        def batch(b):
+            if drop_remainder:
+                index = order[b]
+            else:
+                index = order[b * batch_size:(b + 1) * batch_size]
+            xb = tf.gather(data, index)
+            if binarize == "dynamic":
+                step = epoch * num_batches + b
+                xb = _bernoulli_from_thresholds(xb, tf.stack([dynamic_seed, step]))
+            return xb
+
+        return tf.data.Dataset.range(num_batches).map(
+            batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    pipeline = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64))
+    pipeline = pipeline.map(next_epoch).flat_map(epoch_batches)
+    return pipeline.prefetch(tf.data.AUTOTUNE)
+
+
+def _bernoulli_from_thresholds(thresholds: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Samples float32 {0, 1} with P(1) = thresholds / 65536 (stateless)."""
+    size = tf.size(thresholds)
+    words = tf.random.stateless_uniform([(size + 1) // 2], seed=seed, minval=None,
+                                        maxval=None, dtype=tf.uint32)
+    u = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size]
+    u = tf.reshape(tf.cast(u, tf.int32), tf.shape(thresholds))
+    return tf.cast(u < thresholds, tf.float32)
+
+
+def make_eval_dataset(ds: Dataset, batch_size: int,
+                      split: str | None = None) -> tf.data.Dataset:
+    """Builds an evaluation pipeline in the stored order.
+
+    Batches follow the order of ``ds.splits[split]``, so ``ds.labels[split]``
+    lines up with the concatenated batches. The last batch may be partial.
+
+    Args:
+        ds: The dataset.
+        batch_size: Examples per batch.
+        split: The split to iterate; ``ds.eval_split`` if None.
+
+    Returns:
+        A `tf.data.Dataset` of float32 batches ``[<=B, *data_shape]``.
+
+    Raises:
+        DatasetError: For an unknown split or a non-positive batch size.
+    """
+    split = ds.eval_split if split is None else split
+    x = _split_array(ds, split)
+    if batch_size < 1:
+        raise DatasetError(f"batch_size={batch_size} must be positive")
+    data = tf.constant(x, dtype=tf.float32)
+    num_batches = -(-len(x) // batch_size)
+    pipeline = tf.data.Dataset.range(num_batches).map(
+        lambda b: data[b * batch_size:(b + 1) * batch_size],
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return pipeline.prefetch(tf.data.AUTOTUNE)
+
+
+def download_host_reachable(timeout: float = DOWNLOAD_PROBE_TIMEOUT) -> bool:
+    """Returns whether the tfds download host (or the HTTPS proxy) answers.
+
+    The connection attempt runs in a daemon thread joined with ``timeout``
+    because DNS lookups ignore socket timeouts.
+
+    Args:
+        timeout: Seconds to wait before calling the network unreachable.
+    """
+    host, port = DOWNLOAD_PROBE_HOST
+    proxy = urllib.request.getproxies().get("https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if parsed.hostname:
+            host = parsed.hostname
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    result = []
+
+    def probe():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True, name="tfpvae-network-probe")
+    thread.start()
+    thread.join(timeout)
+    return bool(result) and result[0]
+
+
+# --------------------------------------------------------------------------
+# Source resolution and readers
+# --------------------------------------------------------------------------
+
+def _read_source(source: str, *, label_column: str | None,
+                 data_dir: str | None) -> _Raw:
+    """Dispatches a source string to the matching reader."""
+    path = Path(source).expanduser()
+    if label_column is not None and path.suffix.lower() != ".csv":
+        raise DatasetError(f"{source}: label_column={label_column!r} only applies to "
+                           ".csv sources; npz labels go in '<split>_labels' arrays")
+    if source.lower() in SKLEARN_DIGITS_ALIASES:
+        return _read_sklearn_digits()
+    if path.exists():
+        if path.is_dir():
+            return _read_folder(path)
+        suffix = path.suffix.lower()
+        if path.stat().st_size == 0:
+            raise DatasetError(f"{path}: file is empty")
+        if suffix == ".npz":
+            return _read_npz(path)
+        if suffix == ".npy":
+            return _read_npy(path)
+        if suffix == ".csv":
+            return _read_csv(path, label_column)
+        if suffix == ".amat":
+            return _Raw(str(path), {"train": _read_amat(path)}, {"train": None})
+        if _IDX_NAME.match(path.name):
+            raise DatasetError(f"{path}: pass the folder that holds the IDX files, "
+                               f"not a single file (--dataset={path.parent})")
+        raise DatasetError(f"{path}: unsupported file type {suffix or '(none)'}; "
+                           f"use {_LOCAL_HINT}")
+    if source.startswith(("/", ".", "~")) or path.suffix.lower() in _LOCAL_SUFFIXES:
+        raise DatasetError(f"{source}: no such file or folder")
+    return _read_tfds(source, data_dir)
+
+
+def _read_folder(path: Path) -> _Raw:
+    """Reads a folder of MNIST IDX files or binarized-MNIST .amat files."""
+    names = sorted(p.name for p in path.iterdir() if p.is_file())
+    if any(_IDX_NAME.match(n) for n in names):
+        return _read_idx_folder(path, names)
+    amat = {m["split"]: path / n for n in names if (m := _AMAT_NAME.match(n))}
+    if amat:
+        splits = {s: _read_amat(amat[s]) for s in _SPLIT_ORDER if s in amat}
+        if "train" not in splits:
+            raise DatasetError(f"{path}: has {sorted(p.name for p in amat.values())} but no "
+                               "binarized_mnist_train.amat")
+        return _Raw(str(path), splits, {s: None for s in splits})
+    raise DatasetError(f"{path}: folder holds neither MNIST IDX files "
+                       "(train-images-idx3-ubyte[.gz], t10k-...) nor "
+                       "binarized_mnist_{train,valid,test}.amat files")
+
+
+def _read_idx_folder(path: Path, names: list[str]) -> _Raw:
+    """Reads train/t10k IDX image (and label) files from a folder."""
+    found: dict[tuple[str, str], Path] = {}
+    for name in names:
+        if m := _IDX_NAME.match(name):
+            key = (m["prefix"], m["what"])
+            if key in found:
+                raise DatasetError(f"{path}: both {found[key].name} and {name} present; "
+                                   "keep one of them")
+            found[key] = path / name
+    splits, labels = {}, {}
+    for prefix, split in (("train", "train"), ("t10k", "test")):
+        images_file = found.get((prefix, "images"))
+        labels_file = found.get((prefix, "labels"))
+        if images_file is None:
+            if labels_file is not None:
+                raise DatasetError(f"{labels_file}: labels without a matching "
+                                   f"{prefix}-images-idx3-ubyte file")
+            continue
+        images = _read_idx(images_file)
+        if images.ndim != 3:
+            raise DatasetError(f"{images_file}: expected images [N, H, W] but the IDX "
+                               f"header describes shape {images.shape}")
+        splits[split] = images
+        labels[split] = None
+        if labels_file is not None:
+            y = _read_idx(labels_file)
+            if y.ndim != 1 or len(y) != len(images):
+                raise DatasetError(f"{labels_file}: expected {len(images)} labels but "
+                                   f"the IDX header describes shape {y.shape}")
+            labels[split] = y.astype(np.int64)
+    if "train" not in splits:
+        # Only the t10k pair: it is all the data there is, split it.
+        splits = {"train": splits["test"]}
+        labels = {"train": labels["test"]}
+    return _Raw(str(path), splits, labels)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Parses one IDX file (plain or gzip) into an array of its header shape."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            blob = f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DatasetError(f"{path}: cannot read IDX file ({_one_line(e)})") from None
+    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] not in _IDX_DTYPES:
+        raise DatasetError(f"{path}: not an IDX file (bad magic number)")
+    ndim = blob[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(blob) < header:
+        raise DatasetError(f"{path}: truncated IDX header")
+    shape = tuple(int(d) for d in np.frombuffer(blob, ">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[blob[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(blob) - header != expected:
+        raise DatasetError(f"{path}: IDX header says shape {shape} ({expected} bytes) "
+                           f"but the file holds {len(blob) - header} data bytes")
+    data = np.frombuffer(blob, dtype, offset=header).reshape(shape)
+    return data.astype(dtype.newbyteorder("="))
+
+
+def _read_amat(path: Path) -> np.ndarray:
+    """Reads a binarized-MNIST .amat text file into ``[N, S, S]`` images."""
+    try:
+        x = np.loadtxt(path, dtype=np.float32, ndmin=2)
+    except (ValueError, OSError) as e:
+        raise DatasetError(f"{path}: cannot parse .amat text ({_one_line(e)}); expected "
+                           "one image per line of space-separated 0/1 values") from None
+    if x.size == 0:
+        raise DatasetError(f"{path}: file holds no images")
+    side = int(round(np.sqrt(x.shape[1])))
+    if side * side != x.shape[1]:
+        raise DatasetError(f"{path}: lines have {x.shape[1]} values, not a square "
+                           "image (binarized MNIST has 784 = 28x28)")
+    return x.reshape(len(x), side, side)
+
+
+def _read_npz(path: Path) -> _Raw:
+    """Reads a .npz archive (see the module docstring for the key names)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise DatasetError(f"{path}: cannot read .npz ({_one_line(e)})") from None
+    if not arrays:
+        raise DatasetError(f"{path}: .npz holds no arrays")
+    splits, labels, used = {}, {}, set()
+    for alias, split in _SPLIT_ALIASES:
+        for key in (alias, f"x_{alias}"):
+            if key in arrays:
+                if split in splits:
+                    both = sorted(_keys_for(split) & set(arrays))
+                    raise DatasetError(f"{path}: several arrays for split {split!r} "
+                                       f"({both}); keep one")
+                splits[split] = arrays[key]
+                used.add(key)
+        for key in (f"{alias}_labels", f"y_{alias}"):
+            if key in arrays:
+                labels[split] = arrays[key]
+                used.add(key)
+    if splits:
+        if "train" not in splits:
+            raise DatasetError(f"{path}: has arrays {sorted(arrays)} but no 'train' "
+                               "(or 'x_train') array")
+        stray = sorted(set(labels) - set(splits))
+        if stray:
+            raise DatasetError(f"{path}: labels for split(s) {stray} without data arrays")
+        ignored = sorted(set(arrays) - used)
+        if ignored:
+            logging.warning("%s: ignoring unrecognised arrays %s", path, ignored)
+        return _Raw(str(path), splits, {s: labels.get(s) for s in splits})
+    label_keys = [k for k in arrays if k in _LABEL_ONLY_KEYS]
+    data_keys = [k for k in arrays if k not in _LABEL_ONLY_KEYS]
+    if len(data_keys) != 1 or len(label_keys) > 1:
+        raise DatasetError(f"{path}: cannot tell the data arrays apart in {sorted(arrays)}; "
+                           "name them train/valid/test (or x_train/x_test) with "
+                           "<split>_labels, or store a single array")
+    y = arrays[label_keys[0]] if label_keys else None
+    return _Raw(str(path), {"train": arrays[data_keys[0]]}, {"train": y})
+
+
+def _keys_for(split: str) -> set[str]:
+    """Returns the npz keys that name the data of ``split``."""
+    aliases = [a for a, s in _SPLIT_ALIASES if s == split]
+    return {k for a in aliases for k in (a, f"x_{a}")}
+
+
+def _read_npy(path: Path) -> _Raw:
+    """Reads a single .npy array as all data."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DatasetError(f"{path}: cannot read .npy ({_one_line(e)})") from None
+    return _Raw(str(path), {"train": x}, {"train": None})
+
+
+def _read_csv(path: Path, label_column: str | None) -> _Raw:
+    """Reads a .csv table with a header row into feature vectors (+ labels)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"{path}: cannot read csv ({_one_line(e)})") from None
+    if len(rows) < 2:
+        raise DatasetError(f"{path}: csv needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise DatasetError(f"{path}: line {line} has {len(row)} fields but the header "
+                               f"has {len(header)}")
+    if label_column is not None and label_column not in header:
+        raise DatasetError(f"{path}: label_column {label_column!r} is not in the header "
+                           f"{header}")
+    columns = list(zip(*body))
+    features, y, label_names = [], None, None
+    for name, column in zip(header, columns):
+        if name == label_column:
+            y, label_names = _encode_labels(column)
+            continue
+        try:
+            features.append(np.array([float(v) for v in column], np.float64))
+        except ValueError:
+            bad = next(v for v in column if not _is_float(v))
+            raise DatasetError(f"{path}: column {name!r} is not numeric (value {bad!r}); "
+                               "drop it or name it with label_column") from None
+    if not features:
+        raise DatasetError(f"{path}: no feature columns besides the label column")
+    x = np.stack(features, axis=1)
+    return _Raw(str(path), {"train": x}, {"train": y}, label_names)
+
+
+def _is_float(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _encode_labels(column: Sequence[str]) -> tuple[np.ndarray, list[str] | None]:
+    """Integer labels from csv strings; non-integers are coded by sorted name."""
+    values = [v.strip() for v in column]
+    try:
+        numbers = np.array([float(v) for v in values])
+        if np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):
+            return numbers.astype(np.int64), None
+    except ValueError:
+        pass
+    names, codes = np.unique(np.array(values), return_inverse=True)
+    return codes.astype(np.int64), [str(n) for n in names]
+
+
+def _read_sklearn_digits() -> _Raw:
+    """scikit-learn's bundled 8x8 digits, 0..16 scaled to [0, 1]."""
+    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)
+    return _Raw("sklearn_digits", {"train": images},
+                {"train": bunch.target.astype(np.int64)})
+
+
+def _read_tfds(name: str, data_dir: str | None) -> _Raw:
+    """Loads a tensorflow_datasets dataset into numpy, downloading if online."""
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError:
+        known = tfds.list_builders(with_community_datasets=False)
+        close = difflib.get_close_matches(name.split("/")[0].split(":")[0], known, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise DatasetError(f"{name!r} is neither an existing local path nor a "
+                           f"tensorflow_datasets name{hint}; pass a tfds name such as "
+                           f"'mnist', or {_LOCAL_HINT}") from None
+    except Exception as e:  # tfds raises plain ValueErrors, import errors, ...
+        raise DatasetError(f"cannot open tfds dataset {name!r}: {_one_line(e)}") from None
+
+    if not builder.is_prepared():
+        if not download_host_reachable():
+            host = DOWNLOAD_PROBE_HOST[0]
+            raise DatasetError(
+                f"tfds dataset {name!r} is not cached in {builder.data_dir} and cannot be "
+                f"downloaded offline ({host} unreachable); point --data_dir at a prepared "
+                f"copy or use a local file instead, e.g. --dataset=/path/to/file.npz, "
+                f"an MNIST IDX folder, or --dataset=sklearn_digits")
+        try:
+            builder.download_and_prepare()
+        except Exception as e:  # download/extraction failures of any kind
+            raise DatasetError(f"cannot download/prepare tfds dataset {name!r}: "
+                               f"{_one_line(e)}") from None
+
+    features = builder.info.features
+    if "image" not in features.keys():
+        raise DatasetError(f"tfds dataset {name!r} has no 'image' feature (features: "
+                           f"{sorted(features.keys())}); use a local .csv/.npz for "
+                           "non-image data")
+    has_label = "label" in features.keys()
+    label_names = None
+    if has_label and hasattr(features["label"], "names"):
+        label_names = list(features["label"].names)
+
+    # Split names come from the prepared metadata; when it lists none (tfds
+    # mock data without metadata files) try the conventional names.
+    available = list(builder.info.splits.keys()) or ["train", "validation", "test"]
+    splits, labels = {}, {}
+    for tfds_split in available:
+        split = dict(_SPLIT_ALIASES).get(tfds_split)
+        if split is None or split in splits:
+            if split is None:
+                logging.info("tfds %s: ignoring split %r", name, tfds_split)
+            continue
+        # Read in chunks rather than with batch_size=-1, which batches by the
+        # metadata's example count and crashes when that count is unknown.
+        images, split_labels = [], []
+        try:
+            chunks = builder.as_dataset(split=tfds_split, batch_size=_TFDS_CHUNK)
+            for chunk in tfds.as_numpy(chunks):
+                images.append(chunk["image"])
+                if has_label:
+                    split_labels.append(chunk["label"])
+        except Exception as e:  # unreadable or ragged examples
+            raise DatasetError(f"cannot read split {tfds_split!r} of tfds dataset "
+                               f"{name!r}: {_one_line(e)}") from None
+        if not images:
+            raise DatasetError(f"split {tfds_split!r} of tfds dataset {name!r} is empty")
+        splits[split] = np.concatenate(images)
+        labels[split] = np.concatenate(split_labels).astype(np.int64) if has_label else None
+    if "train" not in splits:
+        raise DatasetError(f"tfds dataset {name!r} has no train split (splits: {available})")
+    return _Raw(name, splits, labels, label_names)
+
+
+# --------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------
+
+def _check_shapes(raw: _Raw) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
+    """Validates ranks, dtypes and labels; adds the channel axis to [N, H, W]."""
+    splits, labels = {}, {}
+    per_example = None
+    for split in _SPLIT_ORDER:
+        if split not in raw.splits:
+            continue
+        x = np.asarray(raw.splits[split])
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise DatasetError(f"{raw.name}: split {split!r} has non-numeric dtype "
+                               f"{x.dtype}")
+        if x.ndim == 3:
+            x = x[..., np.newaxis]
+        if x.ndim not in (2, 4):
+            raise DatasetError(f"{raw.name}: split {split!r} has shape {x.shape}; expected "
+                               "images [N, H, W] or [N, H, W, C], or feature vectors "
+                               "[N, D]")
+        if len(x) == 0:
+            raise DatasetError(f"{raw.name}: split {split!r} is empty")
+        if per_example is None:
+            per_example = x.shape[1:]
+        elif x.shape[1:] != per_example:
+            raise DatasetError(f"{raw.name}: split {split!r} has examples of shape "
+                               f"{x.shape[1:]} but train has {per_example}")
+        splits[split] = x
+        labels[split] = _check_labels(raw.name, split, raw.labels.get(split), len(x))
+    return splits, labels
+
+
+def _check_labels(name: str, split: str, y: np.ndarray | None,
+                  n: int) -> np.ndarray | None:
+    """Returns labels as an int64 vector of length ``n`` (or None)."""
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.shape != (n,):
+        raise DatasetError(f"{name}: labels of split {split!r} have shape {y.shape} but "
+                           f"the split has {n} examples; expected a vector of {n} "
+                           "integer labels")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.issubdtype(y.dtype, np.number) or np.any(y != np.round(y)):
+            raise DatasetError(f"{name}: labels of split {split!r} are not integers "
+                               f"(dtype {y.dtype})")
+    return y.astype(np.int64)
+
+
+def _carve_validation(name, splits, labels, fraction, seed):
+    """Splits ``valid`` off ``train`` with a permutation fixed by ``seed``.
+
+    Both parts keep the original relative order of their examples.
+    """
+    x, y = splits["train"], labels["train"]
+    n = len(x)
+    if n < 2:
+        raise DatasetError(f"{name}: {n} example(s) cannot be split into train and valid")
+    n_valid = min(max(int(round(n * fraction)), 1), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    valid_idx, train_idx = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+    new_splits = {"train": x[train_idx], "valid": x[valid_idx]}
+    new_labels = {"train": None if y is None else y[train_idx],
+                  "valid": None if y is None else y[valid_idx]}
+    if "test" in splits:
+        new_splits["test"], new_labels["test"] = splits["test"], labels["test"]
+    logging.info("%s: no validation split; carved %d of %d train examples (seed %d)",
+                 name, n_valid, n, seed)
+    return new_splits, new_labels
+
+
+def _filter_labels(name, splits, labels, digits):
+    """Keeps only the examples whose label is in ``digits``, in every split."""
+    wanted = np.array(sorted({int(d) for d in digits}), np.int64)
+    if wanted.size == 0:
+        raise DatasetError("digits is empty; pass the labels to keep, e.g. digits=[1, 8]")
+    unlabelled = [s for s, y in labels.items() if y is None]
+    if unlabelled:
+        raise DatasetError(f"{name}: digits={wanted.tolist()} needs labels but split(s) "
+                           f"{unlabelled} have none; drop the digits option or use a "
+                           "labelled source")
+    present = np.unique(labels["train"])
+    missing = [int(d) for d in wanted if d not in present]
+    if missing:
+        raise DatasetError(f"{name}: digits {missing} do not occur in the train labels "
+                           f"(labels present: {present.tolist()})")
+    new_splits, new_labels = {}, {}
+    for split, x in splits.items():
+        keep = np.isin(labels[split], wanted)
+        if not keep.any():
+            raise DatasetError(f"{name}: no examples of digits {wanted.tolist()} in split "
+                               f"{split!r}")
+        new_splits[split], new_labels[split] = x[keep], labels[split][keep]
+    return new_splits, new_labels
+
+
+def _to_unit_interval(name, splits):
+    """Casts images to float32 in [0, 1], dividing by 255 when needed."""
+    lo = min(float(x.min()) for x in splits.values())
+    hi = max(float(x.max()) for x in splits.values())
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 255:
+        raise DatasetError(f"{name}: image values span [{lo:g}, {hi:g}]; expected [0, 1] "
+                           "or 0..255 pixels")
+    if hi <= 1.0:
+        return {s: x.astype(np.float32) for s, x in splits.items()}
+    return {s: (x.astype(np.float32) / np.float32(255.0)) for s, x in splits.items()}
+
+
+def _to_float(name, splits):
+    """Casts tabular data to float32, rejecting NaN or infinite values."""
+    out = {}
+    for split, x in splits.items():
+        x = x.astype(np.float32)
+        if not np.all(np.isfinite(x)):
+            raise DatasetError(f"{name}: split {split!r} contains NaN or infinite values; "
+                               "impute or drop them first")
+        out[split] = x
+    return out
+
+
+def _standardize(splits):
+    """Standardises every split in place with the train mean and std."""
+    train = splits["train"].astype(np.float64)
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std[std == 0] = 1.0
+    mean, std = mean.astype(np.float32), std.astype(np.float32)
+    for split in splits:
+        splits[split] = (splits[split] - mean) / std
+    return mean, std
+
+
+def _bernoulli(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Samples x' ~ Bernoulli(x) elementwise, as float32."""
+    return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
+
+
+def _is_binary(x: np.ndarray) -> bool:
+    return bool(np.all((x == 0) | (x == 1)))
+
+
+def _split_array(ds: Dataset, split: str) -> np.ndarray:
+    if split not in ds.splits:
+        raise DatasetError(f"{ds.name}: no split {split!r}; splits are {list(ds.splits)}")
+    return ds.splits[split]
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of an exception message, shortened."""
+    text = str(error).strip().splitlines()
+    first = text[0].rstrip(" :") if text else type(error).__name__
+    return first if len(first) <= 200 else first[:197] + "..."
