@@ -1,0 +1,299 @@
+"""The command line: flags, presets, errors, signals, strategies, export."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+import tfpvae
+from tfpvae import config as config_lib
+from tfpvae import export
+from tfpvae import saving
+from tfpvae import train
+from tfpvae.config import TrainConfig
+
+from conftest import FLAGFILES, TINY, cli_command, cli_env
+
+#: TINY as command-line flags.
+TINY_FLAGS = [f"--{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+              for k, v in TINY.items()]
+
+
+def parse(*argv):
+    """Parses argv into fresh flags; returns them."""
+    flag_values = flags.FlagValues()
+    config_lib.define_flags(flag_values)
+    flag_values(["tfpvae", *argv])
+    return flag_values
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def wait_for(condition, process, timeout=60.0):
+    """Polls `condition()` while `process` runs; fails if it never holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "the run ended before the condition held"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def latest_step(model_dir):
+    """The global step of the latest checkpoint in model_dir, or None."""
+    latest = tf.train.latest_checkpoint(saving.checkpoint_dir(model_dir))
+    return int(latest.rsplit("-", 1)[1]) if latest else None
+
+
+# --------------------------------------------------------------------------
+# Flags, in process.
+
+def test_flag_defaults_are_the_config_defaults():
+    assert config_lib.from_flags(parse()) == TrainConfig()
+
+
+def test_every_config_field_is_a_flag_and_round_trips():
+    config = TrainConfig(latent_dim=3, hidden_units=(7, 5), digits=(1, 8),
+                         jit_compile=True, standardize=False, label_column="y",
+                         posterior_flow="iaf", gaussian_scale="0.5")
+    assert config_lib.from_flags(parse(*config.to_flags())) == config
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--likelihood=poisson"], "<bernoulli|continuous_bernoulli|gaussian>"),
+    (["--optimizer=adagrad"], "<adam|rmsprop|sgd>"),
+    (["--mixed_precision=fp8"], "<none|mixed_bfloat16|mixed_float16>"),
+    (["--latent_dim=0"], "--latent_dim must be >= 1"),
+    (["--hidden_units=64,big"], "comma-separated list of integers"),
+    (["--gaussian_scale=-1"], "'learned', 'decoder' or a positive number"),
+    (["--validation_fraction=1.5"], "must be in (0, 1)"),
+    (["--kl=analytic", "--prior=vamp"], "use --kl=mc"),
+    (["--kl=analytic", "--posterior_flow=iaf"], "use --kl=mc"),
+    (["--posterior_flow=realnvp", "--latent_dim=1"], "--latent_dim >= 2"),
+    (["--epochs=0"], "Set --epochs or --max_steps"),
+], ids=lambda v: v if isinstance(v, str) else " ".join(v))
+def test_invalid_flags_are_rejected_while_parsing(argv, message):
+    with pytest.raises(flags.IllegalFlagValueError) as error:
+        parse(*argv)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("flagfile", FLAGFILES, ids=lambda p: p.name)
+def test_preset_parses_and_trains(flagfile, tmp_path):
+    flag_values = parse(f"--flagfile={flagfile}")
+    preset = config_lib.from_flags(flag_values)
+    assert preset.dataset in ("mnist", "binarized_mnist")
+    # Data flags after the flagfile override it, as on the command line.
+    flag_values = parse(f"--flagfile={flagfile}", "--dataset=sklearn_digits",
+                        "--max_steps=2", "--batch_size=32", "--eval_k=2")
+    config = config_lib.from_flags(flag_values)
+    assert config.replace(dataset=preset.dataset, max_steps=preset.max_steps,
+                          batch_size=preset.batch_size,
+                          eval_k=preset.eval_k) == preset
+    metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert metrics["step"] == 2 and np.isfinite(metrics["eval_elbo"])
+
+
+def test_default_model_dir_is_named_after_the_dataset(binarized_mnist):
+    assert config_lib.default_model_dir("mnist") == os.path.join("runs", "mnist")
+    assert config_lib.default_model_dir("emnist/letters") == os.path.join(
+        "runs", "emnist_letters")
+    assert config_lib.default_model_dir(str(binarized_mnist)) == os.path.join(
+        "runs", "binarized_mnist")
+
+
+# --------------------------------------------------------------------------
+# The real entry point, in subprocesses.
+
+def test_cli_trains_exports_and_reloads(run_cli, tmp_path):
+    beta_vae = [p for p in FLAGFILES if p.name == "beta_vae.cfg"][0]
+    result = run_cli(f"--flagfile={beta_vae}", *TINY_FLAGS, "--max_steps=30",
+                     "--export")
+    assert result.returncode == 0, result.stderr
+    model_dir = tmp_path / "runs" / "sklearn_digits"  # The default --model_dir.
+    assert tfpvae.load(str(model_dir)).sample(4).shape == (4, 8, 8, 1)
+    metrics = read_json(model_dir / "metrics.json")
+    assert metrics["step"] == 30 and metrics["config"]["beta"] == 2.0
+
+    # The SavedModel needs TensorFlow only.
+    script = f"""
+import sys
+import tensorflow as tf
+loaded = tf.saved_model.load({str(model_dir / "saved_model")!r})
+x = tf.random.uniform([3, 8, 8, 1])
+codes = loaded.signatures["encode"](x=x)
+assert codes["loc"].shape == codes["scale"].shape == codes["sample"].shape == (3, 2)
+decoded = loaded.signatures["decode"](z=codes["loc"])
+assert decoded["mean"].shape == (3, 8, 8, 1) and decoded["params"].shape == (3, 8, 8, 1, 1)
+drawn = loaded.signatures["sample"](n=tf.constant(5))
+assert drawn["images"].shape == drawn["samples"].shape == (5, 8, 8, 1)
+assert loaded.encode(x)["loc"].shape == (3, 2)
+assert not [m for m in sys.modules if m.startswith(("tfpvae", "tensorflow_probability"))]
+print("ok")
+"""
+    loaded = subprocess.run([sys.executable, "-c", script], cwd=tmp_path,
+                            env=cli_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert loaded.stdout.strip() == "ok", loaded.stderr
+
+    # flags.txt repeats the run (and names its directory).
+    flag_values = parse(f"--flagfile={model_dir / 'flags.txt'}")
+    config = config_lib.from_flags(flag_values)
+    assert config.to_dict() == read_json(model_dir / "metrics.json")["config"]
+    assert flag_values.model_dir == os.path.join("runs", "sklearn_digits")
+
+
+def test_export_of_a_flow_posterior_keeps_its_base_and_flow(tiny_model,
+                                                            tmp_path):
+    model = tiny_model(posterior_flow="iaf", flow_layers=2,
+                       flow_context_units=3, prior="mixture")
+    path = export.export_saved_model(model, str(tmp_path / "saved_model"))
+    loaded = tf.saved_model.load(path)
+    x = tf.random.stateless_uniform([5, 8, 8, 1], seed=[0, 1])
+    codes = loaded.signatures["encode"](x=x)
+    base = model.encode(x).distribution
+    np.testing.assert_allclose(codes["loc"], base.mean(), rtol=1e-5)
+    np.testing.assert_allclose(codes["scale"], base.stddev(), rtol=1e-5)
+    z = tf.random.stateless_normal([5, 2], seed=[0, 2])
+    np.testing.assert_allclose(loaded.signatures["decode"](z=z)["mean"],
+                               model.decode(z).mean(), rtol=1e-5)
+    # Exporting again replaces the SavedModel.
+    assert export.export_saved_model(model, path) == path
+    assert sorted(os.listdir(tmp_path)) == ["saved_model"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--kl=analytic", "--posterior_flow=iaf"], "use --kl=mc"),
+    (["--dataset=/nonexistent/data.npz"], "tfpvae: error: "),
+    (["--dataset=corrupt.npz"], "tfpvae: error: "),
+], ids=["flag", "missing_file", "corrupt_file"])
+def test_cli_user_errors_exit_nonzero_with_one_message(argv, message, run_cli,
+                                                       tmp_path):
+    (tmp_path / "corrupt.npz").write_bytes(b"not a zip file")
+    result = run_cli(*TINY_FLAGS, *argv)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_nan_loss_exits_with_the_last_good_checkpoint(run_cli, tmp_path):
+    result = run_cli(*TINY_FLAGS, "--learning_rate=1e30", "--max_steps=20",
+                     "--checkpoint_every=1", "--model_dir=run")
+    assert result.returncode == 1
+    assert "tfpvae: error: the loss became" in result.stderr
+    assert "Traceback" not in result.stderr
+    model = tfpvae.load(str(tmp_path / "run"))
+    assert all(np.all(np.isfinite(v.numpy())) for v in model.variables)
+
+
+def test_cli_killed_run_resumes_from_its_last_checkpoint(tiny_config, tmp_path):
+    flags_ = [*TINY_FLAGS, "--max_steps=150", "--checkpoint_every=1",
+              "--model_dir=run"]
+    model_dir = str(tmp_path / "run")
+    process = subprocess.Popen(cli_command(*flags_), cwd=tmp_path, env=cli_env(),
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (latest_step(model_dir) or 0) >= 60, process)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    killed_at = latest_step(model_dir)
+    assert process.returncode == -signal.SIGKILL and killed_at < 150
+
+    rerun = subprocess.run(cli_command(*flags_), cwd=tmp_path, env=cli_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    resumed_from = int(rerun.stderr.split("(step ")[1].split(")")[0])
+    assert resumed_from >= killed_at
+    metrics = read_json(os.path.join(model_dir, "metrics.json"))
+    assert metrics["step"] == 150
+    # The resumed run is the uninterrupted run: same data order and noise.
+    reference = train.train_and_evaluate(
+        tiny_config(max_steps=150), str(tmp_path / "reference"))
+    assert metrics["eval_elbo"] == pytest.approx(reference["eval_elbo"],
+                                                 rel=1e-5)
+    with open(os.path.join(model_dir, "history.jsonl")) as f:
+        steps = [json.loads(line)["step"] for line in f]
+    assert steps == sorted(set(steps)) and steps[-1] == 150
+
+
+def test_cli_sigterm_saves_a_checkpoint_then_exits(tmp_path):
+    model_dir = str(tmp_path / "run")
+    process = subprocess.Popen(
+        cli_command(*TINY_FLAGS, "--max_steps=1000000", "--model_dir=run"),
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        # The first checkpoint comes with the evaluation after one epoch.
+        wait_for(lambda: latest_step(model_dir) is not None, process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM
+    line = [text for text in stderr.splitlines()
+            if text.startswith("tfpvae:")][-1]
+    step = int(line.split(" at step ")[1].split(";")[0])
+    assert line.startswith("tfpvae: interrupted by SIGTERM at step ")
+    assert latest_step(model_dir) == step >= 50
+
+
+def test_cli_mirrored_on_two_cpus_matches_one_device(tiny_config, run_cli,
+                                                     tmp_path):
+    # With (almost) no posterior noise the updates are deterministic, so the
+    # two replicas' gradients of loss_sum / global_batch, summed, must give
+    # the single-device trajectory.
+    settings = dict(max_steps=20, batch_size=64, epsilon_std=1e-6)
+    result = run_cli(*TINY_FLAGS, *[f"--{k}={v}" for k, v in settings.items()],
+                     "--strategy=mirrored", "--cpu_devices=2",
+                     "--model_dir=mirrored")
+    assert result.returncode == 0, result.stderr
+    assert "mirrored strategy with 2 replica(s)" in result.stderr
+    mirrored = read_json(tmp_path / "mirrored" / "metrics.json")
+    single = train.train_and_evaluate(tiny_config(**settings),
+                                      str(tmp_path / "single"))
+    for key in ("eval_elbo", "eval_rate", "eval_distortion"):
+        assert mirrored[key] == pytest.approx(single[key], rel=1e-4), key
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_two_workers_from_tf_config_match_one_device(tiny_config,
+                                                         tmp_path):
+    settings = dict(max_steps=20, batch_size=64, epsilon_std=1e-6)
+    argv = [*TINY_FLAGS, *[f"--{k}={v}" for k, v in settings.items()],
+            "--strategy=multi_worker", "--model_dir=run"]
+    cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}
+    workers = [subprocess.Popen(
+        cli_command(*argv), cwd=tmp_path,
+        env={**cli_env(), "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": i}})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    try:
+        outputs = [w.communicate(timeout=120)[1] for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert "multi_worker strategy with 2 replica(s)" in outputs[0]
+    distributed = read_json(tmp_path / "run" / "metrics.json")
+    single = train.train_and_evaluate(tiny_config(**settings),
+                                      str(tmp_path / "single"))
+    assert distributed["eval_elbo"] == pytest.approx(single["eval_elbo"],
+                                                     rel=1e-4)

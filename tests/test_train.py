@@ -1,0 +1,302 @@
+"""The training loop, in process: outputs, resume, determinism, safety."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import logging
+
+import tfpvae
+from tfpvae import saving
+from tfpvae import train
+from tfpvae.config import TrainConfig
+
+HISTORY_KEYS = {
+    "step", "epoch", "elapsed", "wall_time", "train_loss", "train_elbo",
+    "train_rate", "train_distortion", "eval_elbo", "eval_rate",
+    "eval_distortion", "eval_iwae", "eval_k", "beta", "learning_rate",
+    "examples_per_sec"}
+
+
+def read_history(model_dir):
+    with open(os.path.join(model_dir, train.HISTORY_FILE)) as f:
+        return [json.loads(line) for line in f]
+
+
+def read_metrics(model_dir):
+    with open(os.path.join(model_dir, train.METRICS_FILE)) as f:
+        return json.load(f)
+
+
+def summary_tags(model_dir, which):
+    """{tag: [steps]} of the TensorBoard event files of `which` (train/eval)."""
+    tags = {}
+    folder = os.path.join(model_dir, train.TENSORBOARD_SUBDIR, which)
+    for name in os.listdir(folder):
+        for event in tf.compat.v1.train.summary_iterator(
+                os.path.join(folder, name)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
+
+
+def snapshot(directory):
+    """{relative path: (size, mtime_ns, bytes)} of every file under it."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, directory)] = (
+                    os.stat(path).st_mtime_ns, f.read())
+    return files
+
+
+def test_run_leaves_a_complete_reloadable_model_dir(tiny_config, tmp_path):
+    model_dir = str(tmp_path / "run")
+    config = tiny_config(max_steps=60, eval_every=25, log_every=20,
+                         checkpoint_every=10, keep_checkpoints=2)
+    metrics = train.train_and_evaluate(config, model_dir)
+
+    for name in ("model_config.json", "flags.txt", "flags.json",
+                 "history.jsonl", "metrics.json"):
+        assert os.path.exists(os.path.join(model_dir, name)), name
+    manager_state = tf.train.get_checkpoint_state(saving.checkpoint_dir(model_dir))
+    assert manager_state.model_checkpoint_path.endswith("ckpt-60")
+    assert len(manager_state.all_model_checkpoint_paths) == 2  # --keep_checkpoints
+
+    history = read_history(model_dir)
+    assert [r["step"] for r in history] == [25, 50, 60]
+    assert all(set(r) == HISTORY_KEYS for r in history)
+    assert history[-1]["eval_iwae"] >= history[-1]["eval_elbo"] - 1.0
+    assert metrics == read_metrics(model_dir)
+    assert metrics["step"] == 60 and metrics["examples_per_sec"] > 0
+    assert metrics["eval_elbo"] == history[-1]["eval_elbo"]
+    assert metrics["config"] == config.to_dict()
+    assert metrics["kl"] == "analytic"  # --kl=auto with a normal prior.
+
+    with open(os.path.join(model_dir, "flags.json")) as f:
+        assert json.load(f) == dict(config.to_dict(), model_dir=model_dir)
+
+    train_tags = summary_tags(model_dir, "train")
+    for tag in ("loss", "elbo", "rate", "distortion", "beta", "learning_rate",
+                "examples_per_sec"):
+        assert train_tags[tag] == [20, 40, 60], tag
+    eval_tags = summary_tags(model_dir, "eval")
+    for tag in ("elbo", "rate", "distortion", "iwae", "reconstructions",
+                "prior_samples"):
+        assert eval_tags[tag] == [25, 50, 60], tag
+
+    model = tfpvae.load(model_dir)
+    assert model.sample(4, seed=0).shape == (4, 8, 8, 1)
+
+
+def test_mock_tfds_mnist_trains_with_dynamic_binarization(mock_mnist,
+                                                          tiny_config, tmp_path):
+    config = tiny_config(dataset="mnist", batch_size=16, max_steps=3)
+    metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert metrics["dataset"]["data_shape"] == [28, 28, 1]
+    # --binarize=auto: grayscale images with a bernoulli likelihood.
+    assert metrics["dataset"]["binarize"] == "dynamic"
+    assert np.isfinite(metrics["eval_elbo"])
+
+
+def test_real_binarized_mnist(binarized_mnist, tiny_config, tmp_path):
+    config = tiny_config(dataset=str(binarized_mnist), batch_size=100,
+                         max_steps=3, eval_k=0)
+    metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert metrics["dataset"]["sizes"] == {"train": 50000, "valid": 10000}
+    assert metrics["dataset"]["binarize"] == "none"  # Already binary.
+    assert metrics["eval_iwae"] is None and np.isfinite(metrics["eval_elbo"])
+
+
+def test_real_mnist_digits_conv(mnist_idx, tiny_config, tmp_path):
+    config = tiny_config(dataset=str(mnist_idx), digits=(1, 8),
+                         architecture="conv", conv_filters=(4, 8),
+                         likelihood="continuous_bernoulli", max_steps=3)
+    metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert metrics["dataset"]["data_shape"] == [28, 28, 1]
+    # 1135 ones and 974 eights in the MNIST test images.
+    assert sum(metrics["dataset"]["sizes"].values()) == 1135 + 974
+
+
+def test_same_seed_same_losses_other_seed_other_losses(tiny_config, tmp_path):
+    config = tiny_config(max_steps=12, eval_every=6, kl="mc", n_samples=3,
+                         epsilon_std=1.0)
+    runs = [train.train_and_evaluate(config, str(tmp_path / name))
+            for name in ("a", "b")]
+    other = train.train_and_evaluate(config.replace(seed=1), str(tmp_path / "c"))
+    histories = [read_history(tmp_path / name) for name in ("a", "b", "c")]
+    losses = [[r["train_loss"] for r in h] for h in histories]
+    assert losses[0] == losses[1]
+    assert runs[0]["eval_iwae"] == runs[1]["eval_iwae"]
+    assert losses[0] != losses[2] and runs[0]["eval_elbo"] != other["eval_elbo"]
+
+
+def test_resume_continues_exactly_where_it_stopped(tiny_config, tmp_path):
+    # 1617 training examples / batch 400 = 4 steps per epoch; stopping at
+    # step 6 stops in the middle of the second epoch.
+    config = tiny_config(batch_size=400, max_steps=10, eval_every=5,
+                         checkpoint_every=1)
+    reference = train.train_and_evaluate(config, str(tmp_path / "whole"))
+    model_dir = str(tmp_path / "split")
+    train.train_and_evaluate(config.replace(max_steps=6), model_dir)
+    resumed = train.train_and_evaluate(config, model_dir)
+    assert resumed["step"] == 10
+    assert resumed["eval_elbo"] == reference["eval_elbo"]
+    assert resumed["eval_iwae"] == reference["eval_iwae"]
+    assert [r["step"] for r in read_history(model_dir)] == [5, 6, 10]
+    # Running a finished run again changes nothing and returns its metrics.
+    again = train.train_and_evaluate(config, model_dir)
+    assert again["eval_elbo"] == reference["eval_elbo"]
+    assert [r["step"] for r in read_history(model_dir)] == [5, 6, 10]
+
+
+def test_history_written_after_the_last_checkpoint_is_dropped(tiny_config,
+                                                              tmp_path):
+    model_dir = str(tmp_path / "run")
+    config = tiny_config(max_steps=4, eval_every=2)
+    train.train_and_evaluate(config, model_dir)
+    path = os.path.join(model_dir, train.HISTORY_FILE)
+    with open(path, "a") as f:  # As if killed after evaluating step 6 ...
+        f.write(json.dumps({"step": 6}) + "\n" + '{"step": 8, "tor')  # ... and 8.
+    train.train_and_evaluate(config.replace(max_steps=6), model_dir)
+    assert [r["step"] for r in read_history(model_dir)] == [2, 4, 6]
+
+
+def test_model_dir_with_another_model_is_refused_untouched(tiny_config,
+                                                           tmp_path):
+    model_dir = str(tmp_path / "run")
+    train.train_and_evaluate(tiny_config(), model_dir)
+    before = snapshot(model_dir)
+    with pytest.raises(train.ModelDirError) as error:
+        train.train_and_evaluate(tiny_config(latent_dim=3, hidden_units=(8,)),
+                                 model_dir)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "latent_dim: 2 there, 3 now" in message
+    assert "hidden_units: 16 there, 8 now" in message
+    assert snapshot(model_dir) == before
+
+
+def test_foreign_directory_is_refused(tiny_config, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(train.ModelDirError, match="not a tfpvae model directory"):
+        train.train_and_evaluate(tiny_config(), str(tmp_path))
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config,
+                                                           tmp_path):
+    model_dir = str(tmp_path / "run")
+    # Adam moves every weight by ~1e30 per step: finite after the first step,
+    # an infinite loss at the second.
+    config = tiny_config(learning_rate=1e30, max_steps=20, checkpoint_every=1)
+    with pytest.raises(train.TrainingDiverged, match="the loss became"):
+        train.train_and_evaluate(config, model_dir)
+    latest = tf.train.latest_checkpoint(saving.checkpoint_dir(model_dir))
+    assert latest is not None
+    model = tfpvae.load(model_dir)
+    assert all(np.all(np.isfinite(v.numpy())) for v in model.variables)
+
+
+def test_bernoulli_on_grayscale_without_binarizing_is_refused(tiny_config,
+                                                              tmp_path):
+    with pytest.raises(ValueError, match="--binarize") as error:
+        train.train_and_evaluate(tiny_config(binarize="none"),
+                                 str(tmp_path / "run"))
+    assert "continuous_bernoulli" in str(error.value)
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(),
+    dict(posterior_flow="iaf", flow_context_units=3, flow_layers=2),
+    dict(prior="vamp", mixture_components=4),
+    dict(prior="mixture", mixture_components=3, likelihood="gaussian",
+         binarize="none"),
+    dict(architecture="conv", conv_filters=(4,), n_samples=3),
+    dict(mixed_precision="mixed_float16", optimizer="rmsprop"),
+    dict(mixed_precision="mixed_bfloat16", optimizer="sgd",
+         lr_schedule="cosine", jit_compile=True),
+], ids=["plain", "iaf_context", "vamp", "mixture_gaussian", "conv_iwae",
+        "float16", "bfloat16_xla"])
+def test_every_trainable_variable_changes(overrides, tiny_config):
+    config = tiny_config(**overrides)
+    dataset = train.load_data(config)
+    model = train.build_model(config, dataset.data_shape)
+    optimizer = train.build_optimizer(config, total_steps=100)
+    train._base_optimizer(optimizer).build(model.trainable_variables)
+    step_fn = train.make_train_step(
+        model, optimizer, None, kl=train.resolve_kl(config, model),
+        n_samples=config.n_samples, global_batch_size=config.batch_size,
+        seed=0, jit_compile=config.jit_compile)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    batches = tfpvae.data.make_train_dataset(
+        dataset, config.batch_size, seed=0, binarize=dataset.binarize)
+    for step, x in enumerate(batches.take(3)):
+        sums = step_fn(x, tf.constant(step, tf.int64), tf.constant(1.0))
+        assert np.all(np.isfinite(sums.numpy()))
+    unchanged = [v.name for v, old in zip(model.trainable_variables, before)
+                 if np.array_equal(v.numpy(), old)]
+    assert not unchanged
+
+
+def test_kl_warmup_ramps_beta_linearly(tiny_config, tmp_path):
+    config = tiny_config(beta=2.0, kl_warmup_steps=8, max_steps=12,
+                         eval_every=4)
+    assert [train.kl_weight(config, t) for t in (0, 2, 8, 20)] == [
+        0.0, 0.5, 2.0, 2.0]
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+    # The weight of the latest step: steps 3, 7 and 11 (counting from 0).
+    assert [r["beta"] for r in read_history(tmp_path / "run")] == [
+        0.75, 1.75, 2.0]
+
+
+def test_cosine_schedule_decays_over_the_run(tiny_config, tmp_path):
+    config = tiny_config(lr_schedule="cosine", max_steps=8, eval_every=4)
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+    rates = [r["learning_rate"] for r in read_history(tmp_path / "run")]
+    # The rate of the latest step, t = 3 and t = 7 of 8.
+    expected = [config.learning_rate * 0.5 * (1 + np.cos(np.pi * t / 8))
+                for t in (3, 7)]
+    assert rates == pytest.approx(expected, rel=1e-5)
+
+
+def test_xla_failure_falls_back_with_one_warning(monkeypatch):
+    def build(jit_compile):
+        @tf.function(jit_compile=jit_compile)
+        def step(x):
+            # py_function has no XLA kernel.
+            return tf.py_function(lambda v: v * 2.0, [x], tf.float32)
+        return step
+
+    warnings = []
+    monkeypatch.setattr(logging, "warning",
+                        lambda msg, *args: warnings.append(msg % args))
+    step = train._XlaFallback(build, jit_compile=True)
+    assert float(step(tf.constant(1.0))) == 2.0
+    assert float(step(tf.constant(2.0))) == 4.0
+    assert len(warnings) == 1 and "without --jit_compile" in warnings[0]
+
+
+def test_progress_line_and_bar():
+    progress = train.Progress(total_steps=1000, steps_per_epoch=100,
+                              batch_size=50, log_every=10)
+    line = progress.line(250, 101.234, 10000.0, bar_width=10)
+    assert line == ("step 250/1000  epoch 3/10  [==        ]  10,000 ex/s  "
+                    "loss 101.2  ETA 0:00:04")
+
+
+def test_config_rules_match_the_command_line_messages():
+    with pytest.raises(ValueError, match="use --kl=mc"):
+        TrainConfig(kl="analytic", prior="vamp")
+    with pytest.raises(ValueError, match="choose one of bernoulli"):
+        TrainConfig(likelihood="poisson")
+    with pytest.raises(ValueError, match="--latent_dim must be >= 1"):
+        TrainConfig(latent_dim=0)
+    with pytest.raises(ValueError, match="comma-separated list of integers"):
+        TrainConfig(hidden_units=(8, "big"))
+    assert TrainConfig(hidden_units=[8, "4"]).hidden_units == (8, 4)
