@@ -152,7 +152,8 @@ def test_bernoulli_check_data_suggests_the_fixes():
 def test_vamp_prior_is_the_mixture_of_pseudo_input_posteriors():
     model = small(prior="vamp", mixture_components=4)
     x = binary_images(4)
-    model._prior.init_from_data(x)
+    assert model.init_prior_from_data(x)
+    assert not small().init_prior_from_data(x)  # No pseudo-inputs to set.
     z = np.random.default_rng(1).normal(size=(6, 2)).astype(np.float32)
     q = model.encode(x)
     # log (1/K sum_k q(z|u_k)), computed by hand from the four posteriors.

@@ -300,3 +300,52 @@ def test_config_rules_match_the_command_line_messages():
     with pytest.raises(ValueError, match="comma-separated list of integers"):
         TrainConfig(hidden_units=(8, "big"))
     assert TrainConfig(hidden_units=[8, "4"]).hidden_units == (8, 4)
+
+
+def test_best_checkpoint_is_the_best_evaluation(tiny_config, tmp_path):
+    model_dir = str(tmp_path / "run")
+    metrics = train.train_and_evaluate(
+        tiny_config(max_steps=40, eval_every=5, learning_rate=0.05,
+                    keep_checkpoints=100), model_dir)
+    history = read_history(model_dir)
+    scores = [r["eval_iwae"] for r in history]
+    best_step = history[int(np.argmax(scores))]["step"]
+    assert metrics["best_step"] == best_step
+    assert metrics["best_eval_iwae"] == max(scores)
+    path = tf.train.latest_checkpoint(saving.best_checkpoint_dir(model_dir))
+    assert path.endswith(f"ckpt-{best_step}")
+    # The best model holds the weights that were evaluated at that step.
+    best_model = tfpvae.load(model_dir, best=True)
+    at_step = tfpvae.load(model_dir, checkpoint=os.path.join(
+        saving.checkpoint_dir(model_dir), f"ckpt-{best_step}"))
+    for a, b in zip(best_model.variables, at_step.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_selection_counts_evaluations_since_the_best():
+    records = [{"step": 10, "eval_iwae": -50.0}, {"step": 20, "eval_iwae": -40.0},
+               {"step": 30, "eval_iwae": -41.0}, {"step": 40, "eval_iwae": -39.0}]
+    # Resuming at step 30 ignores the record a killed run wrote after it.
+    selection = train.Selection("iwae", 2, records, step=30)
+    assert (selection.best_step, selection.best_value) == (20, -40.0)
+    assert selection.since_best == 1 and not selection.stop
+    assert not selection.update(35, {"iwae": -45.0})
+    assert selection.stop  # Two evaluations without improvement.
+    assert selection.update(40, {"iwae": -30.0}) and not selection.stop
+    never = train.Selection("elbo", 0, [], step=0)
+    for step in range(5):
+        never.update(step, {"elbo": -float(step)})
+    assert never.since_best == 4 and not never.stop
+
+
+def test_early_stopping_stops_and_says_so(tiny_config, tmp_path):
+    # A learning rate this high makes the held-out bound stop improving fast.
+    model_dir = str(tmp_path / "run")
+    metrics = train.train_and_evaluate(
+        tiny_config(max_steps=400, eval_every=4, learning_rate=0.3,
+                    early_stopping_patience=2), model_dir)
+    history = read_history(model_dir)
+    assert metrics["stopped_early"] and metrics["step"] < 400
+    assert metrics["step"] == history[-1]["step"]
+    best_index = [r["step"] for r in history].index(metrics["best_step"])
+    assert len(history) - 1 - best_index == 2

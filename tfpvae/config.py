@@ -120,6 +120,7 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    early_stopping_patience: int = 0
     export: bool = False
 
     def __post_init__(self):
@@ -277,6 +278,7 @@ RULES: list[tuple[tuple[str, ...], Callable[..., str | None]]] = [
     (("log_every",), _at_least("log_every", 1)),
     (("checkpoint_every",), _at_least("checkpoint_every", 0)),
     (("keep_checkpoints",), _at_least("keep_checkpoints", 1)),
+    (("early_stopping_patience",), _at_least("early_stopping_patience", 0)),
     (("kl", "prior", "posterior_flow"), _check_kl),
     (("posterior_flow", "latent_dim"), _check_realnvp),
     (("epochs", "max_steps"), _check_length),
@@ -372,6 +374,10 @@ _HELP = {
                         "also saved at every evaluation, at the end and on "
                         "SIGINT/SIGTERM); 0 = only then.",
     "keep_checkpoints": "Number of most recent checkpoints kept.",
+    "early_stopping_patience": "Stop after this many evaluations without a "
+                               "better held-out bound (IWAE_eval_k, or the "
+                               "ELBO when --eval_k=0); 0 = never. The best "
+                               "model is always kept in <model_dir>/best.",
     "export": "Also export a SavedModel (encode/decode/sample signatures) "
               "to <model_dir>/saved_model.",
 }

@@ -216,6 +216,17 @@ class VAE(tf.Module):
         """p(z), a `tfd.Distribution` with event shape [latent_dim]."""
         return self._prior()
 
+    def init_prior_from_data(self, x) -> bool:
+        """Starts a VampPrior's pseudo-inputs at the examples `x[:K]`.
+
+        Returns:
+            True if the prior has pseudo-inputs (and they were set), else False.
+        """
+        if not isinstance(self._prior, priors_lib.VampPrior):
+            return False
+        self._prior.init_from_data(self._check_x(x))
+        return True
+
     @property
     def has_analytic_kl(self) -> bool:
         """Whether KL(q(z|x) || p(z)) has a closed form for this model."""

@@ -3,6 +3,8 @@
     <model_dir>/model_config.json   VAE.get_config() (written once, atomically)
     <model_dir>/checkpoints/        tf.train.CheckpointManager checkpoints of
                                     tf.train.Checkpoint(model=, optimizer=, step=)
+    <model_dir>/best/               the model at its best held-out bound so far
+                                    (selection by validation), model only
 
 `load(model_dir)` rebuilds the VAE from its configuration and restores the
 latest checkpoint's model variables (the optimizer state is not needed for
@@ -21,6 +23,7 @@ from tfpvae.model import VAE
 
 MODEL_CONFIG_FILE = "model_config.json"
 CHECKPOINT_SUBDIR = "checkpoints"
+BEST_SUBDIR = "best"
 
 
 def write_json_atomic(path: str, data) -> None:
@@ -71,21 +74,28 @@ def checkpoint_dir(model_dir: str) -> str:
     return os.path.join(model_dir, CHECKPOINT_SUBDIR)
 
 
-def load(model_dir: str, checkpoint: str | None = None) -> VAE:
+def best_checkpoint_dir(model_dir: str) -> str:
+    return os.path.join(model_dir, BEST_SUBDIR)
+
+
+def load(model_dir: str, checkpoint: str | None = None,
+         best: bool = False) -> VAE:
     """Returns the trained VAE saved in `model_dir`.
 
     Args:
         model_dir: A directory written by `python -m tfpvae.main`.
         checkpoint: A specific checkpoint prefix; default the latest one.
+        best: Load the checkpoint with the best held-out bound instead of
+            the latest one.
 
     Raises:
         FileNotFoundError: no configuration or no checkpoint in `model_dir`.
     """
     model = VAE.from_config(read_model_config(model_dir))
-    path = checkpoint or tf.train.latest_checkpoint(checkpoint_dir(model_dir))
+    directory = best_checkpoint_dir(model_dir) if best else checkpoint_dir(model_dir)
+    path = checkpoint or tf.train.latest_checkpoint(directory)
     if path is None:
         raise FileNotFoundError(
-            f"No checkpoint in {checkpoint_dir(model_dir)!r}; train the model "
-            f"first.")
+            f"No checkpoint in {directory!r}; train the model first.")
     make_checkpoint(model).restore(path).expect_partial().assert_existing_objects_matched()
     return model

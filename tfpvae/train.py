@@ -528,6 +528,41 @@ def write_flags(model_dir: str, config: TrainConfig) -> None:
                        "\n".join(lines) + "\n")
 
 
+class Selection:
+    """Selection by validation: tracks the best held-out bound and early
+    stopping.
+
+    Args:
+        metric: "iwae" or "elbo": the evaluation result to maximise.
+        patience: Stop after this many evaluations without improvement
+            (0 = never stop early).
+        records: history.jsonl records of earlier sessions of this run.
+        step: The step training resumes from (later records are ignored).
+    """
+
+    def __init__(self, metric: str, patience: int, records: list[dict],
+                 step: int):
+        self.metric, self.patience = metric, patience
+        self.best_value, self.best_step, self.since_best = -np.inf, None, 0
+        for record in records:
+            if record.get("step", 0) <= step:
+                self.update(record["step"],
+                            {metric: record.get(f"eval_{metric}")})
+
+    @property
+    def stop(self) -> bool:
+        return bool(self.patience) and self.since_best >= self.patience
+
+    def update(self, step: int, results: dict) -> bool:
+        """Records an evaluation; returns whether it is the best so far."""
+        value = results.get(self.metric)
+        if value is not None and value > self.best_value:
+            self.best_value, self.best_step, self.since_best = value, step, 0
+            return True
+        self.since_best += 1
+        return False
+
+
 class History:
     """history.jsonl: one JSON object per evaluation, appended line by line."""
 
@@ -860,6 +895,10 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     manager = tf.train.CheckpointManager(
         checkpoint, scratch or saving.checkpoint_dir(model_dir),
         max_to_keep=config.keep_checkpoints)
+    # The best model by the held-out bound, for selection by validation.
+    best_manager = tf.train.CheckpointManager(
+        saving.make_checkpoint(model),
+        scratch or saving.best_checkpoint_dir(model_dir), max_to_keep=1)
     latest = tf.train.latest_checkpoint(saving.checkpoint_dir(model_dir))
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
@@ -869,7 +908,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         index = rng.choice(n_train, min(config.mixture_components, n_train),
                            replace=False)
         pseudo_inputs = dataset.splits["train"][np.sort(index)]
-        model._prior.init_from_data(pseudo_inputs)  # pylint: disable=protected-access
+        model.init_prior_from_data(pseudo_inputs)
     step = int(step_var.numpy())
     saved_step = step if latest else None
 
@@ -877,6 +916,11 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     records = files.start(model, config, resuming, step)
     previous_elapsed = records[-1]["elapsed"] if records else 0.0
     last_eval = records[-1] if records and records[-1]["step"] == step else None
+    # Every worker evaluates (the same numbers), so all agree on when the
+    # best checkpoint is saved and when to stop early.
+    selection = Selection(
+        "iwae" if config.eval_k else "elbo", config.early_stopping_patience,
+        History(os.path.join(model_dir, HISTORY_FILE)).read(), step)
     logging.info("Model: %s", json.dumps(model.get_config(), sort_keys=True))
     logging.info("Training steps %d to %d (%d per epoch, batch %d, kl=%s, %s "
                  "strategy with %d replica(s)) in %s.", step, total_steps,
@@ -912,8 +956,10 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         saved_step = step
 
     def evaluate(train_means):
-        results = evaluator(dataset) if chief else None
+        results = evaluator(dataset)
         save_checkpoint()
+        if selection.update(step, results):
+            best_manager.save(checkpoint_number=step)
         if not chief:
             return None
         record = {
@@ -954,7 +1000,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     try:
         with _StopSignals() as signals:
             source, timed = first_epoch, False  # The first step compiles.
-            while step < total_steps:
+            while step < total_steps and not selection.stop:
                 tick = time.perf_counter()
                 for x in source:
                     sums = train_step(
@@ -991,6 +1037,14 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
                         progress.end_line()
                         last_eval = evaluate(eval_window.means())
                         eval_window = _Mean()
+                        if selection.stop:
+                            logging.info(
+                                "Stopping early: the held-out %s has not "
+                                "improved for %d evaluations (best %.4f at "
+                                "step %d).", selection.metric,
+                                config.early_stopping_patience,
+                                selection.best_value, selection.best_step)
+                            break
                     elif (config.checkpoint_every
                           and step % config.checkpoint_every == 0):
                         save_checkpoint()
@@ -1019,6 +1073,9 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
                              or _previous_throughput(model_dir)),
         **{k: v for k, v in last_eval.items() if k.startswith("eval_")},
         "eval_split": dataset.eval_split, "kl": kl,
+        "best_step": selection.best_step,
+        f"best_eval_{selection.metric}": selection.best_value,
+        "stopped_early": selection.stop,
         "dataset": {"name": dataset.name, "data_shape": list(dataset.data_shape),
                     "kind": dataset.kind, "binarize": dataset.binarize,
                     "sizes": {k: len(v) for k, v in dataset.splits.items()}},
