@@ -90,7 +90,11 @@ class VAE(tf.Module):
             (or anything reshapeable to it), P = parameters per dimension.
         dtype_policy: None/"float32", "mixed_bfloat16" or "mixed_float16":
             networks compute in that precision; distributions stay float32.
-        seed: Seed of the prior/flow initialisation that tfpvae controls.
+        seed: Seed of the initial mixture-prior means and VampPrior
+            pseudo-inputs. Network and flow weights are drawn by tf_keras
+            initialisers from TensorFlow's global seed: call
+            `tf_keras.utils.set_random_seed(s)` first for reproducible
+            weights (the trainer does, with --seed).
         name: Module name.
     """
 
