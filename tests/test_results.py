@@ -1,0 +1,47 @@
+"""The likelihood-results configurations (flags/results/*.cfg) parse and run.
+
+docs/results.md gives one command per configuration; test_docs.py checks that
+its commands name real flags and files. Here each flagfile is parsed as the
+command line would parse it, checked to hold the benchmark's protocol, and run
+for two steps on the bundled 8x8 digits (the real runs take hours).
+"""
+
+import numpy as np
+import pytest
+from absl import flags
+
+from tfpvae import config as config_lib
+from tfpvae import train
+
+from conftest import REPO
+
+RESULTS = sorted((REPO / "flags" / "results").glob("*.cfg"))
+
+
+def parse(*argv):
+    flag_values = flags.FlagValues()
+    config_lib.define_flags(flag_values)
+    flag_values(["tfpvae", *argv])
+    return flag_values
+
+
+def test_every_configuration_of_the_issue_has_a_flagfile():
+    assert [p.stem for p in RESULTS] == ["best", "iaf", "iwae", "vae", "vamp"]
+
+
+@pytest.mark.parametrize("flagfile", RESULTS, ids=lambda p: p.stem)
+def test_results_flagfile_parses_and_trains(flagfile, tmp_path):
+    flag_values = parse(f"--flagfile={flagfile}")
+    preset = config_lib.from_flags(flag_values)
+    # The protocol: static binarized MNIST as it is, selected by validation.
+    assert preset.dataset.endswith("binarized_mnist.npz")
+    assert preset.binarize == "none" and preset.likelihood == "bernoulli"
+    assert preset.early_stopping_patience > 0
+    assert flag_values.model_dir == f"runs/binarized_mnist_{flagfile.stem}"
+    flag_values = parse(f"--flagfile={flagfile}", "--dataset=sklearn_digits",
+                        "--binarize=dynamic", "--max_steps=2",
+                        "--batch_size=32", "--eval_k=2",
+                        "--mixture_components=8", "--jit_compile=false")
+    config = config_lib.from_flags(flag_values)
+    metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert metrics["step"] == 2 and np.isfinite(metrics["eval_elbo"])
