@@ -25,7 +25,7 @@ FLAGFILES = sorted((REPO / "flags").glob("*.cfg"))
 #: digits, a 2-D latent space, one 16-unit layer, a few steps.
 TINY = dict(dataset="sklearn_digits", latent_dim=2, hidden_units=(16,),
             flow_hidden_units=(8,), batch_size=32, max_steps=4, eval_k=2,
-            log_every=1000, checkpoint_every=0)
+            log_every=1000, checkpoint_every=0, plots=False)
 
 
 def _require(path: Path) -> Path:

@@ -57,8 +57,12 @@ def snapshot(directory):
 def test_run_leaves_a_complete_reloadable_model_dir(tiny_config, tmp_path):
     model_dir = str(tmp_path / "run")
     config = tiny_config(max_steps=60, eval_every=25, log_every=20,
-                         checkpoint_every=10, keep_checkpoints=2)
+                         checkpoint_every=10, keep_checkpoints=2, plots=True)
     metrics = train.train_and_evaluate(config, model_dir)
+    for name in ("loss_curves", "latent_space", "manifold_linear",
+                 "manifold_inverse_cdf", "traversal_dim0", "reconstructions",
+                 "prior_samples"):
+        assert os.path.getsize(os.path.join(model_dir, "plots", f"{name}.png"))
 
     for name in ("model_config.json", "flags.txt", "flags.json",
                  "history.jsonl", "metrics.json"):

@@ -20,7 +20,7 @@ running anything:
 The same checks (`RULES`) validate a `TrainConfig` built in Python, so a test
 or a notebook gets the same messages as the command line.
 
-Two defaults choose for the user:
+Three defaults choose for the user:
 
 * ``--kl=auto`` uses the analytic KL term when the model has one (diagonal
   Gaussian posterior, normal prior) and the Monte Carlo estimate otherwise
@@ -29,6 +29,9 @@ Two defaults choose for the user:
   the likelihood is Bernoulli and the images are not binary, and leaves the
   data alone otherwise; ``--binarize=none`` turns this off (a Bernoulli
   likelihood on grayscale images is then an error).
+* ``--jit_compile=auto`` compiles the training step with XLA where it was
+  measured faster (`train.resolve_jit_compile`, docs/performance.md);
+  ``true`` and ``false`` force it.
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 #: Settings that are lists of integers (comma-separated on the command line).
 INT_LISTS = ("hidden_units", "flow_hidden_units", "conv_filters", "digits")
+
+#: Settings that are true, false or "auto" (the program decides).
+BOOL_OR_AUTO = ("jit_compile",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +107,7 @@ class TrainConfig:
     batch_size: int = 100
     epochs: int = 20
     max_steps: int = 0
-    jit_compile: bool = False
+    jit_compile: bool | str = "auto"
     mixed_precision: str = "none"
     strategy: str = "default"
     seed: int = 0
@@ -122,6 +128,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     early_stopping_patience: int = 0
     export: bool = False
+    plots: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "gaussian_scale", str(self.gaussian_scale))
@@ -130,6 +137,8 @@ class TrainConfig:
             message = rule(*(values[n] for n in names))
             if message:
                 raise ValueError(message)
+        for name in BOOL_OR_AUTO:
+            object.__setattr__(self, name, parse_bool_or_auto(getattr(self, name)))
         for name in INT_LISTS:
             object.__setattr__(self, name,
                                tuple(int(v) for v in getattr(self, name)))
@@ -191,6 +200,25 @@ def _int_list(name: str, low: int) -> Callable[[Sequence], str | None]:
             if not re.fullmatch(r"[+-]?\d+", text) or int(text) < low:
                 return (f"--{name} must be a comma-separated list of integers "
                         f">= {low}; got {','.join(map(str, values))!r}.")
+        return None
+    return check
+
+
+def parse_bool_or_auto(value) -> bool | str | None:
+    """True, False or "auto" from a bool or its spelling; None if invalid."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    return {"true": True, "t": True, "1": True, "yes": True,
+            "false": False, "f": False, "0": False, "no": False}.get(text)
+
+
+def _bool_or_auto(name: str) -> Callable[[object], str | None]:
+    def check(value):
+        if parse_bool_or_auto(value) is None:
+            return f"--{name} must be true, false or auto; got {value!r}."
         return None
     return check
 
@@ -272,6 +300,7 @@ RULES: list[tuple[tuple[str, ...], Callable[..., str | None]]] = [
     (("max_steps",), _at_least("max_steps", 0)),
     (("seed",), _check_seed),
     (("validation_fraction",), _check_fraction),
+    *(((name,), _bool_or_auto(name)) for name in BOOL_OR_AUTO),
     (("eval_every",), _at_least("eval_every", 0)),
     (("eval_k",), _at_least("eval_k", 0)),
     (("eval_batch_size",), _at_least("eval_batch_size", 1)),
@@ -334,10 +363,14 @@ _HELP = {
     "epochs": "Training epochs; ignored when --max_steps > 0.",
     "max_steps": "Total training steps; overrides --epochs when > 0. A run "
                  "resumed with a larger value trains on.",
-    "jit_compile": "Compile the training step with XLA (falls back to plain "
-                   "tf.function with one log line if XLA cannot compile it). "
-                   "On CPU it speeds up MLPs (~1.3x) but slows down "
-                   "convolutions and IWAE training; measure.",
+    "jit_compile": "Compile the training step with XLA: true, false, or auto: "
+                   "on where python -m tfpvae.benchmark measured it faster "
+                   "(MLP networks trained on the ELBO, with or without a "
+                   "flow posterior: ~1.3x on CPU), off where it measured "
+                   "slower (conv networks, IWAE with --n_samples > 1, "
+                   "mixed_bfloat16, whose AMX matmuls XLA does not use). "
+                   "If XLA cannot compile the step, training continues "
+                   "without it after one log line. See docs/performance.md.",
     "mixed_precision": "Compute the networks in reduced precision "
                        "(distributions stay float32); mixed_float16 adds "
                        "dynamic loss scaling.",
@@ -378,6 +411,10 @@ _HELP = {
                                "better held-out bound (IWAE_eval_k, or the "
                                "ELBO when --eval_k=0); 0 = never. The best "
                                "model is always kept in <model_dir>/best.",
+    "plots": "Draw the figures of the trained model (loss curves, latent "
+             "space, manifolds, traversals, reconstructions, prior samples) "
+             "into <model_dir>/plots at the end of training; redraw them any "
+             "time with python -m tfpvae.plot.",
     "export": "Also export a SavedModel (encode/decode/sample signatures) "
               "to <model_dir>/saved_model.",
 }
@@ -401,7 +438,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     for field in dataclasses.fields(TrainConfig):
         name, default = field.name, getattr(defaults, field.name)
         help_text = _HELP[name]
-        if name in CHOICES:
+        if name in BOOL_OR_AUTO:
+            flags.DEFINE(_BoolOrAutoParser(), name, default, help_text,
+                         flag_values=flag_values)
+        elif name in CHOICES:
             flags.DEFINE_enum(name, default, CHOICES[name], help_text,
                               flag_values=flag_values)
         elif name in INT_LISTS:
@@ -427,6 +467,21 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             continue  # DEFINE_enum checks these while parsing.
         flags.register_multi_flags_validator(
             list(names), _flag_validator(names, rule), flag_values=flag_values)
+
+
+class _BoolOrAutoParser(flags.ArgumentParser):
+    """Parses a flag that is true, false (absl's spellings) or auto."""
+
+    syntactic_help = "true, false or auto"
+
+    def parse(self, argument):
+        value = parse_bool_or_auto(argument)
+        if value is None:
+            raise ValueError(f"must be true, false or auto; got {argument!r}")
+        return value
+
+    def flag_type(self):
+        return "bool or auto"
 
 
 def _flag_validator(names, rule):

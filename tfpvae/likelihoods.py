@@ -75,13 +75,30 @@ class Likelihood(tf.Module):
         return {}
 
 
+class _Bernoulli(tfd.Bernoulli):
+    """`tfd.Bernoulli` whose log_prob is TensorFlow's sigmoid cross-entropy.
+
+    The same numbers with one exp and one log1p per pixel, where
+    `tfd.Bernoulli` evaluates two softplus terms: ~5% of the training step
+    of an MLP VAE on MNIST (python -m tfpvae.benchmark).
+    """
+
+    def _log_prob(self, event):
+        logits = tf.convert_to_tensor(self._logits)
+        event = tf.cast(event, logits.dtype)
+        shape = tf.broadcast_dynamic_shape(tf.shape(event), tf.shape(logits))
+        return -tf.nn.sigmoid_cross_entropy_with_logits(
+            labels=tf.broadcast_to(event, shape),
+            logits=tf.broadcast_to(logits, shape))
+
+
 class BernoulliLikelihood(Likelihood):
     """Independent Bernoulli pixels parameterised by logits (binary data)."""
     key = "bernoulli"
     support = "binary"
 
     def _distribution(self, params):
-        return tfd.Bernoulli(logits=params[..., 0], dtype=tf.float32)
+        return _Bernoulli(logits=params[..., 0], dtype=tf.float32)
 
 
 class ContinuousBernoulliLikelihood(Likelihood):

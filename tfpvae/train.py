@@ -37,8 +37,9 @@ the gradients summed across replicas are those of the single-device loss.
 The KL weight warms up linearly: beta_t = beta * min(1, t / kl_warmup_steps).
 
 Devices. On one device the whole step, optimizer update included, is one
-`tf.function`, XLA-compiled with `jit_compile` (rebuilt without XLA, after
-one warning, if XLA cannot compile it). Under the "mirrored" and
+`tf.function`, XLA-compiled with `jit_compile` ("auto": where XLA was
+measured faster, see `resolve_jit_compile`; rebuilt without XLA, after one
+warning, if XLA cannot compile it). Under the "mirrored" and
 "multi_worker" strategies the model and optimizer live under
 `strategy.scope()`, each global batch is split across the replicas
 (`experimental_distribute_dataset`), the replicas' term sums are added up,
@@ -86,6 +87,7 @@ from tensorflow.core.framework import summary_pb2
 from tfpvae import data as data_lib
 from tfpvae import export as export_lib
 from tfpvae import objectives
+from tfpvae import plots as plots_lib
 from tfpvae import saving
 from tfpvae.config import TrainConfig
 from tfpvae.model import VAE
@@ -106,6 +108,12 @@ _TRAIN_STREAM, _EVAL_STREAM, _IMAGE_STREAM = 1, 2, 3
 #: Errors TensorFlow raises when XLA cannot compile a function.
 _XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
                tf.errors.InternalError)
+
+#: XLA options of the compiled training step (`use_fast_xla_flags`). With
+#: region-based copy insertion XLA updates the weights in place instead of
+#: copying them every step: ~8% more images/s for the MLP on CPU, with
+#: bitwise the same results (docs/performance.md). GPUs ignore it.
+FAST_XLA_FLAGS = ("--xla_cpu_copy_insertion_use_region_analysis=true",)
 
 #: How a model-config key is set on the command line, where it differs.
 _SETTING_FLAG = {"dtype_policy": "mixed_precision", "data_shape": "dataset"}
@@ -252,15 +260,15 @@ def build_optimizer(config: TrainConfig, total_steps: int):
     """The tf_keras optimizer with its learning-rate schedule.
 
     With mixed_float16 it is wrapped in a `LossScaleOptimizer` (dynamic loss
-    scaling). `jit_compile` also decides whether the optimizer's own update
-    is XLA-compiled.
+    scaling). Whether the optimizer's own update is XLA-compiled follows the
+    training step's XLA setting (`build_train_step` sets it).
     """
     learning_rate = config.learning_rate
     if config.lr_schedule == "cosine":
         learning_rate = tf_keras.optimizers.schedules.CosineDecay(
             learning_rate, decay_steps=max(total_steps, 1))
     optimizer = _OPTIMIZERS[config.optimizer](
-        learning_rate=learning_rate, jit_compile=config.jit_compile)
+        learning_rate=learning_rate, jit_compile=config.jit_compile is True)
     if config.mixed_precision == "mixed_float16":
         optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
     return optimizer
@@ -285,16 +293,51 @@ def kl_weight(config: TrainConfig, step: int) -> float:
     return float(config.beta) * min(1.0, step / config.kl_warmup_steps)
 
 
+def use_fast_xla_flags() -> None:
+    """Adds `FAST_XLA_FLAGS` to the XLA_FLAGS environment variable.
+
+    XLA reads XLA_FLAGS once, at the first XLA compilation of the process;
+    later calls change nothing. A flag the user already set there wins.
+    """
+    current = os.environ.get("XLA_FLAGS", "")
+    names = {flag.split("=")[0] for flag in current.split()}
+    extra = [flag for flag in FAST_XLA_FLAGS if flag.split("=")[0] not in names]
+    if extra:
+        os.environ["XLA_FLAGS"] = " ".join([current, *extra]).strip()
+
+
+def resolve_jit_compile(jit_compile: bool | str, model: VAE,
+                        n_samples: int) -> bool:
+    """Whether to XLA-compile the training step: `jit_compile`, with "auto"
+    resolved.
+
+    "auto" turns XLA on where `python -m tfpvae.benchmark` measured it
+    faster (docs/performance.md): MLP encoders and decoders trained on the
+    ELBO, with or without a flow posterior, in float32 or float16. It stays
+    off for convolutions (TensorFlow's oneDNN convolutions beat XLA's on
+    CPU), for the IWAE bound (n_samples > 1) and for mixed_bfloat16 (XLA's
+    CPU matmuls do not use the AMX bfloat16 units that oneDNN uses).
+    """
+    if jit_compile != "auto":
+        return bool(jit_compile)
+    config = model.get_config()
+    return (config["architecture"] == "mlp" and n_samples == 1
+            and config["dtype_policy"] != "mixed_bfloat16")
+
+
 def make_train_step(model: VAE, optimizer,
                     strategy: tf.distribute.Strategy | None, *, kl: str,
                     n_samples: int, global_batch_size: int, seed: int,
-                    jit_compile: bool) -> Callable:
+                    jit_compile: bool | str) -> Callable:
     """Builds the compiled training step.
 
     On one device (strategy None) the whole step, optimizer update included,
     is one `tf.function`, XLA-compiled with `jit_compile`. Under a
     tf.distribute strategy the optimizer's cross-replica update cannot run
     inside XLA, so `jit_compile` compiles the loss and gradients only.
+    With XLA it first adds `FAST_XLA_FLAGS` to XLA_FLAGS
+    (`use_fast_xla_flags`); `build_train_step` adds the fallback for steps
+    XLA cannot compile.
 
     Args:
         model: The VAE (built under `strategy.scope()`).
@@ -305,7 +348,8 @@ def make_train_step(model: VAE, optimizer,
         n_samples: k of the training bound (1: ELBO, > 1: IWAE).
         global_batch_size: Examples per step over all replicas.
         seed: The run's seed.
-        jit_compile: Whether to compile with XLA.
+        jit_compile: Whether to compile with XLA: True, False or "auto"
+            (`resolve_jit_compile`).
 
     Returns:
         `step_fn(x, step, beta)`: applies one update for the (distributed)
@@ -313,6 +357,9 @@ def make_train_step(model: VAE, optimizer,
         (float32), and returns the sums over the global batch of
         `TRAIN_TERMS` as a float32 [4] tensor.
     """
+    jit_compile = resolve_jit_compile(jit_compile, model, n_samples)
+    if jit_compile:
+        use_fast_xla_flags()
     variables = model.trainable_variables
     scaling = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
     base_seed = tf.constant([seed, _TRAIN_STREAM], tf.int64)
@@ -353,6 +400,38 @@ def make_train_step(model: VAE, optimizer,
         return strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
 
     return train_step
+
+
+def build_train_step(config: TrainConfig, model: VAE, optimizer, *, kl: str,
+                     strategy: tf.distribute.Strategy | None = None
+                     ) -> Callable:
+    """The training step of `train_and_evaluate` (and of the benchmark).
+
+    `make_train_step` with the configuration's settings and XLA resolved
+    (`resolve_jit_compile`); the optimizer's own update is compiled alike.
+    If XLA cannot compile the step, its first call logs one warning and
+    the step is rebuilt without XLA.
+
+    Args:
+        config: The run's settings.
+        model: The VAE (built under `strategy.scope()`).
+        optimizer: Its optimizer (`build_optimizer`), built for the model's
+            trainable variables.
+        kl: "analytic" or "mc" (`resolve_kl`).
+        strategy: The tf.distribute strategy, or None for one device.
+
+    Returns:
+        `step_fn(x, step, beta)` as `make_train_step` returns it.
+    """
+    def build(jit_compile):
+        _base_optimizer(optimizer).jit_compile = jit_compile
+        return make_train_step(
+            model, optimizer, strategy, kl=kl, n_samples=config.n_samples,
+            global_batch_size=config.batch_size, seed=config.seed,
+            jit_compile=jit_compile)
+
+    return _XlaFallback(build, resolve_jit_compile(config.jit_compile, model,
+                                                   config.n_samples))
 
 
 class _XlaFallback:
@@ -902,7 +981,8 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     latest = tf.train.latest_checkpoint(saving.checkpoint_dir(model_dir))
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
-        logging.info("Resuming from %s (step %d).", latest, int(step_var))
+        logging.info("Resuming from %s (step %d).", latest,
+                     int(step_var.numpy()))
     elif config.prior == "vamp":
         rng = np.random.default_rng(config.seed)
         index = rng.choice(n_train, min(config.mixture_components, n_train),
@@ -927,14 +1007,11 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
                  steps_per_epoch, config.batch_size, kl, config.strategy,
                  strategy.num_replicas_in_sync, model_dir)
 
-    def build_step(jit_compile):
-        _base_optimizer(optimizer).jit_compile = jit_compile
-        return make_train_step(
-            model, optimizer, strategy if distributed else None, kl=kl,
-            n_samples=config.n_samples, global_batch_size=config.batch_size,
-            seed=config.seed, jit_compile=jit_compile)
-
-    train_step = _XlaFallback(build_step, config.jit_compile)
+    train_step = build_train_step(config, model, optimizer, kl=kl,
+                                  strategy=strategy if distributed else None)
+    logging.info("XLA (--jit_compile=%s): %s.", config.jit_compile,
+                 "on" if resolve_jit_compile(config.jit_compile, model,
+                                             config.n_samples) else "off")
     evaluator = Evaluator(model, kl=kl, k=config.eval_k,
                           batch_size=config.eval_batch_size, seed=config.seed)
 
@@ -1082,6 +1159,8 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         "config": config.to_dict(), "model_config": model.get_config(),
     }
     files.metrics(metrics)
+    if config.plots:
+        plots_lib.plot_training_run(model, dataset, model_dir)
     if config.export:
         path = export_lib.export_saved_model(
             saving.load(model_dir), os.path.join(model_dir, SAVED_MODEL_SUBDIR))

@@ -1,0 +1,138 @@
+"""Training under tf.distribute strategies: resuming, evaluation, workers.
+
+tests/test_main.py already checks that the mirrored strategy on two logical
+CPUs and two workers from TF_CONFIG reach the single-device result for the
+same global batch (the loss is scaled by the global batch). These tests add
+what those do not cover: a mirrored run resumes from its checkpoint, its
+evaluation is the single-device evaluation of the same weights, and the two
+workers of a multi-worker run hold the same variables.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfpvae
+from tfpvae import saving
+from tfpvae import train
+
+from conftest import TINY, cli_env
+
+#: TINY as command-line flags.
+TINY_FLAGS = [f"--{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+              for k, v in TINY.items()]
+
+#: Nearly noiseless posterior samples make the updates deterministic, so
+#: that replicas drawing different noise still follow one trajectory.
+SETTINGS = dict(max_steps=20, batch_size=64, epsilon_std=1e-6, plots=False)
+
+#: A worker of a multi-worker run: trains with `train_and_evaluate` and
+#: saves its copy of the model's variables (argv: config JSON, model_dir,
+#: output .npz).
+WORKER = """
+import json
+import sys
+
+import numpy as np
+
+from tfpvae import saving, train
+from tfpvae.config import TrainConfig
+
+models = []
+make_checkpoint = saving.make_checkpoint
+
+def capture(model, *args, **kwargs):
+    models.append(model)
+    return make_checkpoint(model, *args, **kwargs)
+
+saving.make_checkpoint = capture
+train.train_and_evaluate(TrainConfig(**json.loads(sys.argv[1])), sys.argv[2])
+np.savez(sys.argv[3], *[v.numpy() for v in models[0].trainable_variables])
+"""
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def latest_step(model_dir):
+    latest = tf.train.latest_checkpoint(saving.checkpoint_dir(model_dir))
+    return int(latest.rsplit("-", 1)[1]) if latest else None
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_mirrored_run_resumes_and_evaluates_like_one_device(tiny_config,
+                                                             run_cli, tmp_path):
+    argv = [*TINY_FLAGS, *[f"--{k}={v}" for k, v in SETTINGS.items()],
+            "--strategy=mirrored", "--cpu_devices=2", "--model_dir=mirrored"]
+    first = run_cli(*argv, "--max_steps=10")
+    assert first.returncode == 0, first.stderr
+    model_dir = tmp_path / "mirrored"
+    assert latest_step(model_dir) == 10
+    resumed = run_cli(*argv)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(step 10)" in resumed.stderr.split("Resuming from", 1)[1]
+    assert "mirrored strategy with 2 replica(s)" in resumed.stderr
+    mirrored = read_json(model_dir / "metrics.json")
+    assert mirrored["step"] == 20
+
+    config = tiny_config(**SETTINGS)
+    single = train.train_and_evaluate(config, str(tmp_path / "single"))
+    for key in ("eval_elbo", "eval_rate", "eval_distortion", "eval_iwae"):
+        assert mirrored[key] == pytest.approx(single[key], rel=1e-4), key
+
+    # The evaluation under the strategy is the single-device evaluation of
+    # the checkpoint's weights.
+    evaluator = train.Evaluator(tfpvae.load(str(model_dir)), kl=mirrored["kl"],
+                                k=config.eval_k,
+                                batch_size=config.eval_batch_size,
+                                seed=config.seed)
+    results = evaluator(train.load_data(config))
+    for key in ("elbo", "rate", "distortion", "iwae"):
+        assert results[key] == pytest.approx(mirrored[f"eval_{key}"],
+                                             rel=1e-6), key
+
+
+def test_two_workers_hold_the_same_variables(tiny_config, tmp_path):
+    config = tiny_config(**SETTINGS, strategy="multi_worker")
+    cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}
+    model_dir = tmp_path / "run"
+    workers = [subprocess.Popen(
+        [sys.executable, "-c", WORKER, json.dumps(config.to_dict()),
+         str(model_dir), str(tmp_path / f"worker{i}.npz")],
+        cwd=tmp_path, env={**cli_env(), "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": i}})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    try:
+        outputs = [w.communicate(timeout=180)[1] for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    assert [w.returncode for w in workers] == [0, 0], outputs
+
+    variables = []
+    for i in range(2):
+        with np.load(tmp_path / f"worker{i}.npz") as saved:
+            variables.append([saved[f"arr_{j}"] for j in range(len(saved))])
+    chief = [v.numpy() for v in
+             tfpvae.load(str(model_dir)).trainable_variables]
+    assert len(variables[0]) == len(variables[1]) == len(chief) > 0
+    for worker0, worker1, saved in zip(*variables, chief):
+        np.testing.assert_array_equal(worker0, worker1)
+        np.testing.assert_array_equal(worker0, saved)
+    # Only the chief (worker 0) wrote the model directory.
+    assert read_json(model_dir / "metrics.json")["step"] == SETTINGS["max_steps"]
+    assert sorted(os.listdir(tmp_path)) == ["run", "worker0.npz", "worker1.npz"]
