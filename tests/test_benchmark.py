@@ -153,6 +153,11 @@ def test_cli_runs_tiny_settings_and_writes_json(tmp_path):
     assert pipeline["constant"]["images_per_sec"] > 0
     assert pipeline["cli_loop_images_per_sec"] > 0
     assert np.isfinite(pipeline["pipeline_cost"])
+    # The CLI's calls of several steps, measured the same way.
+    assert pipeline["steps_per_execution"] == 10
+    for side in ("pipeline", "constant"):
+        assert pipeline["per_call"][side]["images_per_sec"] > 0
+    assert np.isfinite(pipeline["per_call_pipeline_cost"])
 
 
 def test_cli_rejects_an_unknown_model(tmp_path):

@@ -353,3 +353,40 @@ def test_early_stopping_stops_and_says_so(tiny_config, tmp_path):
     assert metrics["step"] == history[-1]["step"]
     best_index = [r["step"] for r in history].index(metrics["best_step"])
     assert len(history) - 1 - best_index == 2
+
+
+def test_steps_per_execution_gives_the_same_updates_as_single_steps(
+        tiny_config, tmp_path):
+    # 1617 examples / batch 32 = 50 steps per epoch: calls of 7 steps meet
+    # the log steps (every 5), the epoch ends and the end of the run.
+    config = tiny_config(max_steps=60, log_every=5, kl_warmup_steps=40,
+                         kl="mc", n_samples=2, jit_compile=False)
+    runs = {n: train.train_and_evaluate(config.replace(steps_per_execution=n),
+                                        str(tmp_path / str(n)))
+            for n in (1, 7)}
+    histories = {n: read_history(tmp_path / str(n)) for n in runs}
+    assert [r["step"] for r in histories[7]] == [50, 60]
+    for key in ("train_loss", "train_rate", "eval_elbo", "eval_iwae", "beta"):
+        np.testing.assert_allclose([r[key] for r in histories[7]],
+                                   [r[key] for r in histories[1]], rtol=1e-6)
+    weights = [tfpvae.load(str(tmp_path / str(n))).trainable_variables
+               for n in runs]
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    assert summary_tags(tmp_path / "7", "train")["loss"] == list(range(5, 61, 5))
+
+
+def test_kl_weight_tensor_matches_kl_weight(tiny_config):
+    config = tiny_config(kl_warmup_steps=7, beta=0.3)
+    for step in (0, 1, 3, 6, 7, 100):
+        assert (train.kl_weight_tensor(config, tf.constant(step, tf.int64)).numpy()
+                == np.float32(train.kl_weight(config, step)))
+
+
+def test_nan_inside_a_multi_step_call_names_its_step(tiny_config, tmp_path):
+    # The first step runs alone and stays finite; the loss of step 2, the
+    # first step of a call of 10, is infinite.
+    config = tiny_config(learning_rate=1e30, max_steps=20,
+                         steps_per_execution=10)
+    with pytest.raises(train.TrainingDiverged, match="at step 2;"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))

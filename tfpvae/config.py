@@ -110,6 +110,7 @@ class TrainConfig:
     jit_compile: bool | str = "auto"
     mixed_precision: str = "none"
     strategy: str = "default"
+    steps_per_execution: int = 10
     seed: int = 0
     # Data.
     dataset: str = "mnist"
@@ -298,6 +299,7 @@ RULES: list[tuple[tuple[str, ...], Callable[..., str | None]]] = [
     (("batch_size",), _at_least("batch_size", 1)),
     (("epochs",), _at_least("epochs", 0)),
     (("max_steps",), _at_least("max_steps", 0)),
+    (("steps_per_execution",), _at_least("steps_per_execution", 1)),
     (("seed",), _check_seed),
     (("validation_fraction",), _check_fraction),
     *(((name,), _bool_or_auto(name)) for name in BOOL_OR_AUTO),
@@ -374,6 +376,13 @@ _HELP = {
     "mixed_precision": "Compute the networks in reduced precision "
                        "(distributions stay float32); mixed_float16 adds "
                        "dynamic loss scaling.",
+    "steps_per_execution": "Training steps per call of the compiled "
+                           "training loop: the steps between two "
+                           "evaluations, logs or checkpoints run in calls of "
+                           "up to this many steps, which saves the Python "
+                           "and input-pipeline overhead of every step (as "
+                           "Keras' steps_per_execution). The same updates "
+                           "as 1; 1 = one step per call.",
     "strategy": "tf.distribute strategy: default (one device), mirrored "
                 "(all local devices; see --cpu_devices) or multi_worker "
                 "(MultiWorkerMirroredStrategy, cluster from TF_CONFIG).",

@@ -76,20 +76,16 @@ class Likelihood(tf.Module):
 
 
 class _Bernoulli(tfd.Bernoulli):
-    """`tfd.Bernoulli` whose log_prob is TensorFlow's sigmoid cross-entropy.
+    """`tfd.Bernoulli` with a cheaper log_prob for finite logits.
 
-    The same numbers with one exp and one log1p per pixel, where
-    `tfd.Bernoulli` evaluates two softplus terms: ~5% of the training step
-    of an MLP VAE on MNIST (python -m tfpvae.benchmark).
+    log p(x) = x * logits - softplus(logits): one softplus per pixel where
+    `tfd.Bernoulli` evaluates two softplus terms and two masked products,
+    ~5-10% of an MLP VAE's training step (docs/performance.md).
     """
 
     def _log_prob(self, event):
         logits = tf.convert_to_tensor(self._logits)
-        event = tf.cast(event, logits.dtype)
-        shape = tf.broadcast_dynamic_shape(tf.shape(event), tf.shape(logits))
-        return -tf.nn.sigmoid_cross_entropy_with_logits(
-            labels=tf.broadcast_to(event, shape),
-            logits=tf.broadcast_to(logits, shape))
+        return tf.cast(event, logits.dtype) * logits - tf.math.softplus(logits)
 
 
 class BernoulliLikelihood(Likelihood):
@@ -98,7 +94,8 @@ class BernoulliLikelihood(Likelihood):
     support = "binary"
 
     def _distribution(self, params):
-        return _Bernoulli(logits=params[..., 0], dtype=tf.float32)
+        # A squeeze rather than params[..., 0]: its gradient is a reshape.
+        return _Bernoulli(logits=tf.squeeze(params, -1), dtype=tf.float32)
 
 
 class ContinuousBernoulliLikelihood(Likelihood):

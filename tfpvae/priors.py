@@ -26,6 +26,45 @@ import tensorflow_probability as tfp
 tfd = tfp.distributions
 
 
+class _DiagonalGaussianMixture(tfd.MixtureSameFamily):
+    """`tfd.MixtureSameFamily` of diagonal Gaussians with a matmul log_prob.
+
+    `tfd.MixtureSameFamily.log_prob` broadcasts z against every component,
+    an [N, K, D] tensor: with the VampPrior's K = 500 it dominated the
+    training step and the k = 5000 evaluation. Expanding
+    sum_d (z_d - mu_kd)^2 / s_kd^2 gives two [N, D] x [D, K] matmuls instead
+    (about 14x faster at K = 500, D = 50). They run in float64, because the
+    expanded terms cancel: in float32 the error reached 0.05 nats for
+    components with s ~ 0.02, in float64 it is below TFP's own float32 error
+    (tests/test_priors.py). Sampling and everything else is TFP's.
+    """
+
+    def _log_prob(self, x):
+        components = self.components_distribution
+        loc = tf.convert_to_tensor(components.loc)
+        dtype = loc.dtype
+        scale = tf.convert_to_tensor(components.scale.diag)
+        x = tf.convert_to_tensor(x, dtype)
+        # Centring at the mean location shrinks the terms that cancel.
+        center = tf.stop_gradient(tf.reduce_mean(loc, axis=0))
+        z = tf.cast(tf.reshape(x - center, [-1, tf.shape(loc)[-1]]), tf.float64)
+        mu = tf.cast(loc - center, tf.float64)
+        precision = tf.math.reciprocal(tf.square(tf.cast(scale, tf.float64)))
+        squared_distance = (
+            tf.matmul(tf.square(z), precision, transpose_b=True)
+            - 2.0 * tf.matmul(z, mu * precision, transpose_b=True)
+            + tf.reduce_sum(tf.square(mu) * precision, axis=-1))  # [N, K]
+        squared_distance = tf.cast(tf.maximum(squared_distance, 0.0), dtype)
+        event_size = tf.cast(tf.shape(loc)[-1], dtype)
+        log_components = (-0.5 * squared_distance
+                          - tf.reduce_sum(tf.math.log(scale), axis=-1)
+                          - 0.5 * event_size * math.log(2.0 * math.pi))
+        log_weights = tf.math.log_softmax(
+            self.mixture_distribution.logits_parameter())
+        log_prob = tf.reduce_logsumexp(log_components + log_weights, axis=-1)
+        return tf.reshape(log_prob, tf.shape(x)[:-1])
+
+
 class NormalPrior(tf.Module):
     """Standard normal prior N(0, I)."""
     key = "normal"
@@ -70,7 +109,7 @@ class MixturePrior(tf.Module):
                                           name="mixture_logits")
 
     def __call__(self) -> tfd.Distribution:
-        return tfd.MixtureSameFamily(
+        return _DiagonalGaussianMixture(
             mixture_distribution=tfd.Categorical(logits=self.mixture_logits),
             components_distribution=tfd.MultivariateNormalDiag(
                 loc=self.loc, scale_diag=tf.nn.softplus(self.raw_scale) + 1e-5))
@@ -115,7 +154,7 @@ class VampPrior(tf.Module):
 
     def __call__(self) -> tfd.Distribution:
         q = self._encode(self.pseudo_inputs)  # batch [K], event [latent_dim]
-        return tfd.MixtureSameFamily(
+        return _DiagonalGaussianMixture(
             mixture_distribution=tfd.Categorical(logits=tf.zeros([self.components])),
             components_distribution=q)
 

@@ -443,6 +443,11 @@ class _XlaFallback:
         self._step = build(jit_compile)
         self._untried = jit_compile
 
+    @property
+    def step(self) -> Callable:
+        """The step in use: after the first call, the one that works."""
+        return self._step
+
     def __call__(self, *args):
         if not self._untried:
             return self._step(*args)
@@ -456,6 +461,48 @@ class _XlaFallback:
             result = self._step(*args)
         self._untried = False
         return result
+
+
+def kl_weight_tensor(config: TrainConfig, step: tf.Tensor) -> tf.Tensor:
+    """`kl_weight` in TensorFlow (float64 math, as Python's), as float32."""
+    if config.kl_warmup_steps <= 0:
+        return tf.constant(float(config.beta), tf.float32)
+    ramp = tf.minimum(tf.constant(1.0, tf.float64),
+                      tf.cast(step, tf.float64) / config.kl_warmup_steps)
+    return tf.cast(float(config.beta) * ramp, tf.float32)
+
+
+def make_train_loop(config: TrainConfig, step_fn: Callable) -> Callable:
+    """Runs several training steps in one call (Keras' steps_per_execution).
+
+    Args:
+        config: The run's settings (for the KL warm-up).
+        step_fn: `step_fn(x, step, beta)` as `make_train_step` returns it
+            (XLA-compiled or not, distributed or not).
+
+    Returns:
+        `loop(iterator, first_step, num_steps)`: takes `num_steps` batches
+        from `iterator` (a tf.data or distributed iterator) and applies
+        `step_fn` to each, at global steps `first_step`, `first_step + 1`,
+        ... with the KL weight of `kl_weight`: the updates of as many
+        calls of `step_fn`. Returns the per-step sums, float32
+        [num_steps, 4]. One trace serves every `num_steps`.
+    """
+    @tf.function
+    def loop(iterator, first_step, num_steps):
+        sums = tf.TensorArray(tf.float32, size=num_steps)
+        for i in tf.range(num_steps):
+            step = first_step + tf.cast(i, tf.int64)
+            sums = sums.write(i, step_fn(next(iterator), step,
+                                         kl_weight_tensor(config, step)))
+        return sums.stack()
+
+    return loop
+
+
+def _next_boundary(step: int, every: int) -> int:
+    """Steps from `step` to the next multiple of `every` (0: none)."""
+    return every - step % every if every else 10 ** 18
 
 
 class Evaluator:
@@ -1071,34 +1118,62 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
 
     progress = Progress(total_steps, steps_per_epoch, config.batch_size,
                         config.log_every)
+    train_loop = None
     throughput = _Throughput()
     log_window, eval_window = _Mean(), _Mean()
     session_start = time.monotonic()
     try:
         with _StopSignals() as signals:
-            source, timed = first_epoch, False  # The first step compiles.
+            source = first_epoch
+            stepped = looped = False  # Their first calls compile: untimed.
             while step < total_steps and not selection.stop:
                 tick = time.perf_counter()
-                for x in source:
-                    sums = train_step(
-                        x, tf.constant(step, tf.int64),
-                        tf.constant(kl_weight(config, step), tf.float32))
-                    sums = sums.numpy()
-                    step += 1
+                iterator = iter(source)
+                epoch_left = steps_per_epoch - step % steps_per_epoch
+                while epoch_left > 0:
+                    # A call never crosses a log, evaluation or checkpoint
+                    # step, nor the epoch's end: the steps between them run
+                    # in calls of up to --steps_per_execution steps. The
+                    # first step runs alone, so that its XLA compilation
+                    # (or the fallback without XLA) is settled before the
+                    # loop is traced around the step that works.
+                    n = min(config.steps_per_execution, epoch_left,
+                            total_steps - step,
+                            _next_boundary(step, config.log_every),
+                            _next_boundary(step, config.eval_every or
+                                           steps_per_epoch),
+                            _next_boundary(step, config.checkpoint_every))
+                    if n == 1 or train_loop is None:
+                        n = 1
+                        sums = train_step(
+                            next(iterator), tf.constant(step, tf.int64),
+                            tf.constant(kl_weight(config, step), tf.float32))
+                        sums = sums.numpy()[None]
+                        timed, stepped = stepped, True
+                    else:
+                        sums = train_loop(iterator, tf.constant(step, tf.int64),
+                                          tf.constant(n, tf.int32)).numpy()
+                        timed, looped = looped, True
                     if timed:
                         throughput.add(time.perf_counter() - tick,
-                                       config.batch_size)
-                    timed = True
-                    if not np.all(np.isfinite(sums)):
+                                       n * config.batch_size)
+                    if train_loop is None and config.steps_per_execution > 1:
+                        train_loop = make_train_loop(config, train_step.step)
+                    finite = np.all(np.isfinite(sums), axis=1)
+                    if not finite.all():
+                        bad = int(np.argmin(finite))
                         progress.end_line()
                         raise TrainingDiverged(
-                            f"the loss became {sums[0] / config.batch_size} "
-                            f"at step {step}; stopped without saving. "
+                            f"the loss became {sums[bad, 0] / config.batch_size} "
+                            f"at step {step + bad + 1}; stopped without saving. "
                             f"{_keep_message(saved_step, model_dir)} Try a "
                             f"lower --learning_rate (now "
                             f"{config.learning_rate:g}) or --kl_warmup_steps.")
-                    log_window.add(sums, config.batch_size)
-                    eval_window.add(sums, config.batch_size)
+                    for row in sums:
+                        log_window.add(row, config.batch_size)
+                        eval_window.add(row, config.batch_size)
+                    step += n
+                    epoch_left -= n
                     progress.update(step, log_window.means()["loss"],
                                     throughput.recent)
 
