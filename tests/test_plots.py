@@ -196,6 +196,77 @@ def test_loss_curves_plot_the_history():
     assert all(ax.get_title() and ax.get_ylabel() for ax in fig.axes)
 
 
+def fake_history(values, metric="eval_iwae", eval_k=10):
+    """Records of epochs 1.. with `metric` from `values` and 0.5 h per epoch."""
+    return [{"step": 100 * e, "epoch": float(e), "elapsed": 1800.0 * e,
+             metric: v, "eval_k": eval_k} for e, v in enumerate(values, 1)]
+
+
+# Best -89.12 at epoch 5 (not the last); epoch 3 was not evaluated.
+RUN_A = fake_history([-200.0, -120.0, None, -95.5, -89.12, -89.5])
+RUN_B = fake_history([-210.0, -130.0, -100.25, -97.0])
+
+
+def legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_compare_runs_plots_each_run_and_its_best():
+    fig = plots.compare_runs_figure({"vamp": RUN_A, "vae": RUN_B,
+                                     "new": fake_history([None, None])})
+    by_epoch, by_time = fig.axes
+    assert legend_texts(by_epoch) == ["vamp (best -89.12)", "vae (best -97.00)",
+                                      "new (no eval_iwae)"]
+    assert by_epoch.get_title() == "held-out IWAE_10 by epoch"
+    assert by_time.get_title() == "held-out IWAE_10 by training time"
+    assert "nats" in by_epoch.get_ylabel()
+    assert by_time.get_xlabel() == "training time (hours)"
+    for ax, x_of in ((by_epoch, lambda r: r["epoch"]),
+                     (by_time, lambda r: r["elapsed"] / 3600)):
+        lines = {line.get_label(): line for line in ax.lines}
+        kept = [r for r in RUN_A if r["eval_iwae"] is not None]  # None skipped.
+        curve = lines["vamp (best -89.12)"]
+        np.testing.assert_allclose(curve.get_xdata(), [x_of(r) for r in kept])
+        np.testing.assert_allclose(curve.get_ydata(),
+                                   [r["eval_iwae"] for r in kept])
+        # The best values are marked with a dot of the run's color.
+        dots = [line for line in ax.lines if line.get_label().startswith("_")]
+        assert [(d.get_xdata()[0], d.get_ydata()[0]) for d in dots] == [
+            (x_of(RUN_A[4]), -89.12), (x_of(RUN_B[3]), -97.0)]
+        assert dots[0].get_color() == curve.get_color()
+    # Zoomed on the top 15 nats: the early epochs (-200) are below the axis.
+    low, high = by_epoch.get_ylim()
+    assert low == pytest.approx(-89.12 - plots.COMPARE_ZOOM_NATS)
+    assert -89.12 < high < -85
+    assert by_time.get_ylim() == (low, high)
+
+
+def test_compare_runs_zoom_ymin_and_metric():
+    # The zoom keeps every run's best value in view ...
+    fig = plots.compare_runs_figure({"a": RUN_A, "b": fake_history([-150, -120])})
+    assert fig.axes[0].get_ylim()[0] == pytest.approx(-121.0)
+    # ... and does not reach below the data; ymin overrides it.
+    fig = plots.compare_runs_figure({"a": fake_history([-91.0, -90.0])})
+    assert fig.axes[0].get_ylim()[0] == pytest.approx(-91.5)
+    fig = plots.compare_runs_figure({"a": RUN_A}, ymin=-250)
+    assert fig.axes[0].get_ylim()[0] == -250
+    fig = plots.compare_runs_figure(
+        {"a": fake_history([-95.0, -93.0], "eval_elbo")}, "eval_elbo")
+    assert fig.axes[0].get_title() == "held-out ELBO by epoch"
+    assert legend_texts(fig.axes[0]) == ["a (best -93.00)"]
+    fig = plots.compare_runs_figure({"a": RUN_A,
+                                     "b": fake_history([-99.0], eval_k=100)})
+    assert fig.axes[0].get_title() == "held-out IWAE_k (k: 10, 100) by epoch"
+    for kwargs, message in [
+            (dict(histories={"a": RUN_A}, metric="train_elbo"), "Unknown metric"),
+            (dict(histories={}), "No runs"),
+            (dict(histories={"a": RUN_A}, metric="eval_elbo"),
+             "No run has a value of eval_elbo"),
+            (dict(histories={"a": RUN_A}, ymin=-80), "ymin=-80 is not below")]:
+        with pytest.raises(ValueError, match=message):
+            plots.compare_runs_figure(**kwargs)
+
+
 def test_manifold_grid_values():
     np.testing.assert_allclose(plots.manifold_values("linear", 7),
                                np.linspace(-3, 3, 7), rtol=1e-6)
@@ -330,3 +401,93 @@ def test_cli_exits_with_a_one_line_error(tmp_path):
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"tfpvae.plot: error: --model_dir={tmp_path / 'none'} does not exist."
+
+
+def write_history(directory, records):
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, plots.HISTORY_FILE), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    return str(directory)
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    return (write_history(tmp_path / "runs" / "binarized_mnist_vamp", RUN_A),
+            write_history(tmp_path / "runs" / "binarized_mnist_vae", RUN_B))
+
+
+def test_run_labels():
+    assert plot.run_labels(["runs/binarized_mnist_vamp",
+                            "runs/binarized_mnist_vae/"]) == ["vamp", "vae"]
+    assert plot.run_labels(["runs/binarized_mnist_vae"]) == ["binarized_mnist_vae"]
+    assert plot.run_labels(["r/vae", "r/vamp"]) == ["vae", "vamp"]
+    assert plot.run_labels(["r/mnist_", "r/mnist_b"]) == ["mnist_", "mnist_b"]
+    assert plot.run_labels(["a/run", "b/run/"]) == ["a/run", "b/run"]
+
+
+def test_cli_compares_runs(two_runs, tmp_path, monkeypatch):
+    drawn = []
+    figure = plots.compare_runs_figure
+    monkeypatch.setattr(plots, "compare_runs_figure",
+                        lambda h, m: drawn.append((h, m)) or figure(h, m))
+    paths = run_cli(f"--compare={','.join(two_runs)}")
+    assert paths == [str(tmp_path / "runs" / "compare_eval_iwae.png")]
+    assert_drawn(paths[0], (13, 5))
+    histories, metric = drawn[-1]
+    assert metric == "eval_iwae"
+    assert histories == {"vamp": RUN_A, "vae": RUN_B}
+    output = tmp_path / "figures" / "elbo.png"
+    elbo_run = write_history(tmp_path / "elbo_run",
+                             fake_history([-120.0, -95.0], "eval_elbo"))
+    assert run_cli(f"--compare={two_runs[0]},{elbo_run}", "--metric=eval_elbo",
+                   f"--output={output}") == [str(output)]
+    assert_drawn(output, (13, 5))
+    assert drawn[-1][1] == "eval_elbo" and list(drawn[-1][0]) == [
+        "binarized_mnist_vamp", "elbo_run"]
+
+
+def test_cli_compare_errors(two_runs, tmp_path, monkeypatch):
+    no_history = tmp_path / "empty_run"
+    no_history.mkdir()
+    compare = f"--compare={','.join(two_runs)}"
+    cases = [
+        ([f"--compare={two_runs[0]},{no_history}"],
+         f"--compare: {no_history} has no history.jsonl; give the directories"),
+        ([f"--compare={tmp_path / 'gone'}"], "gone does not exist"),
+        ([compare, "--which=manifold"], "drop --which "),
+        ([compare, f"--model_dir={two_runs[0]}", "--seed=1"],
+         "drop --model_dir, --seed "),
+        (["--compare="], "--compare needs model directories"),
+        ([f"--compare={two_runs[0]},{two_runs[0]}/"], "names a directory twice"),
+        ([compare, "--output=figure.pdf"], "must be a .png file"),
+        ([compare, "--metric=eval_elbo"],
+         "has a value of eval_elbo; wait for an evaluation or try "
+         "--metric=eval_iwae"),
+        ([f"--model_dir={two_runs[0]}", "--output=x.png"],
+         "--output only apply to --compare"),
+        (["--which=manifold"], "--model_dir is required"),
+    ]
+    # main() ends each with one line on stderr and exit status 1.
+    run = plot.run
+    for args, message in cases:
+        flag_values = flags.FlagValues()
+        plot.define_flags(flag_values)
+        flag_values(["plot", *args])
+        monkeypatch.setattr(plot, "run", lambda: run(flag_values))
+        with pytest.raises(SystemExit) as exit_info:
+            plot.main(["plot"])
+        error = exit_info.value.code
+        assert isinstance(error, str), args  # sys.exit(str) exits with 1.
+        assert error.startswith("tfpvae.plot: error: ") and "\n" not in error
+        assert message in error, (args, error)
+    assert not list(tmp_path.rglob("*.png")) and not os.path.exists("figure.pdf")
+
+
+def test_cli_compare_exits_with_a_one_line_error(two_runs):
+    result = subprocess.run(
+        [sys.executable, "-m", "tfpvae.plot", f"--compare={','.join(two_runs)}",
+         "--which=loss_curves"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "tfpvae.plot: error: --compare draws only the comparison figure; drop "
+        "--which (or drop --compare to draw the figures of one model).")

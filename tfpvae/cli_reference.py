@@ -78,7 +78,8 @@ COMMANDS: dict[str, Command] = {c.module: c for c in (
             "`<model_dir>/evaluation.json`.",
             _define_evaluate_flags),
     Command("tfpvae.plot",
-            "Draws the figures of a trained model into `<model_dir>/plots/`.",
+            "Draws the figures of a trained model into `<model_dir>/plots/`, "
+            "or compares the learning curves of several runs (`--compare`).",
             _define_plot_flags),
     Command("tfpvae.benchmark",
             "Measures training and evaluation speed beside hand-written "

@@ -22,6 +22,9 @@ named figures of a model to `<model_dir>/plots/`:
   draws of their reconstructions;
 * prior_samples: prior_samples.png, decoder means and draws for z ~ p(z).
 
+`compare_runs_figure` draws the held-out bound of several runs side by side
+(`python -m tfpvae.plot --compare=DIR,DIR,...`).
+
 The manifold grids follow Kingma & Welling (2014, fig. 4): the linear grid
 spans z in [-3, 3]; the inverse-CDF grid places z at the standard normal
 quantiles Phi^-1(p) of evenly spaced probabilities p in [0.05, 0.95], so each
@@ -43,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -67,6 +70,10 @@ PLOTS_SUBDIR = "plots"
 HISTORY_FILE = "history.jsonl"
 #: At most this many dimensions get a traversal figure by default.
 MAX_DEFAULT_TRAVERSALS = 10
+#: Held-out bounds `compare_runs_figure` can draw -> their short names.
+COMPARE_METRICS = {"eval_iwae": "IWAE", "eval_elbo": "ELBO"}
+#: By default `compare_runs_figure` shows this many nats below the best value.
+COMPARE_ZOOM_NATS = 15.0
 
 _PAD_VALUE = 1.0  # White lines between tiled images.
 _ENCODE_BATCH = 1000
@@ -192,6 +199,104 @@ def loss_curves_figure(history: Sequence[dict]) -> Figure:
         if ax.has_data():
             ax.legend()
     fig.suptitle("Training curves")
+    return fig
+
+
+def compare_runs_figure(histories: Mapping[str, Sequence[dict]],
+                        metric: str = "eval_iwae", *,
+                        ymin: float | None = None) -> Figure:
+    """The held-out bound of several runs, by epoch and by training time.
+
+    One line per run: the left panel against the epoch, the right one against
+    the training time in hours (`elapsed`). A dot marks each run's best value;
+    the legend gives it. The early epochs lie far below the end of training
+    (around -200 nats against -90 on binarized MNIST), so by default the y
+    axis starts `COMPARE_ZOOM_NATS` below the best value of all runs, or just
+    below the worst run's best value if that is lower, so every best value is
+    shown.
+
+    Args:
+        histories: Run label -> its training records (`read_history`), each
+            with `epoch` (or `step`), `elapsed` (seconds), the metric and, for
+            `eval_iwae`, `eval_k`. Records whose metric is missing or None
+            are skipped; so are records without `elapsed` in the right panel.
+        metric: A key of `COMPARE_METRICS`: "eval_iwae" or "eval_elbo".
+        ymin: Lower limit of the y axis in nats (default: zoomed as above).
+
+    Returns:
+        A figure of two panels sharing the y axis (nats per example).
+
+    Raises:
+        ValueError: For an unknown metric, no runs, no run with any value
+            of the metric, or a `ymin` above every value.
+    """
+    if metric not in COMPARE_METRICS:
+        raise ValueError(f"Unknown metric {metric!r}; choose from "
+                         f"{list(COMPARE_METRICS)}.")
+    if not histories:
+        raise ValueError("No runs to compare.")
+    runs = {label: [r for r in records if r.get(metric) is not None]
+            for label, records in histories.items()}
+    if not any(runs.values()):
+        raise ValueError(f"No run has a value of {metric}: "
+                         f"{', '.join(map(str, histories))}.")
+    name = COMPARE_METRICS[metric]
+    if metric == "eval_iwae":
+        ks = {r["eval_k"] for records in runs.values() for r in records
+              if r.get("eval_k")}
+        name = f"IWAE_{ks.pop()}" if len(ks) == 1 else (
+            "IWAE_k" + (" (k: " + ", ".join(map(str, sorted(ks))) + ")"
+                        if ks else ""))
+    x_key = "epoch" if any("epoch" in r for records in runs.values()
+                           for r in records) else "step"
+
+    fig = _new_figure((13, 5))
+    by_epoch, by_time = fig.subplots(1, 2, sharey=True)
+    bests = []
+    for i, (label, records) in enumerate(runs.items()):
+        color = colormaps["tab10"](i % 10)
+        if not records:  # Still only in the legend.
+            by_epoch.plot([], [], color=color, label=f"{label} (no {metric})")
+            continue
+        best = max(records, key=lambda r: r[metric])
+        bests.append(best[metric])
+        for ax, x_of in ((by_epoch, lambda r: r.get(x_key)),
+                         (by_time, lambda r: None if r.get("elapsed") is None
+                          else r["elapsed"] / 3600.0)):
+            points = [(x_of(r), r[metric]) for r in records
+                      if x_of(r) is not None]
+            if not points:
+                continue
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, color=color, linewidth=1.2,
+                    marker="o" if len(xs) <= 30 else None, markersize=2.5,
+                    label=f"{label} (best {best[metric]:.2f})")
+            if x_of(best) is not None:
+                ax.plot([x_of(best)], [best[metric]], "o", color=color,
+                        markersize=7, markeredgecolor="black", zorder=3)
+
+    top, lowest_best = max(bests), min(bests)
+    values = [r[metric] for records in runs.values() for r in records]
+    if ymin is None:
+        ymin = min(top - COMPARE_ZOOM_NATS, lowest_best - 1.0)
+        ymin = max(ymin, min(values) - 0.5)  # No empty band below the data.
+    elif ymin >= top:
+        raise ValueError(f"ymin={ymin:g} is not below the best {metric} "
+                         f"({top:.2f}); nothing would be shown.")
+    by_epoch.set_ylim(ymin, top + max(0.5, 0.05 * (top - ymin)))
+    by_epoch.set_title(f"held-out {name} by {x_key}")
+    by_epoch.set_xlabel(x_key)
+    by_epoch.set_ylabel(f"held-out {name} (nats per example)")
+    by_time.set_title(f"held-out {name} by training time")
+    by_time.set_xlabel("training time (hours)")
+    if not by_time.lines:
+        by_time.text(0.5, 0.5, "no training time (elapsed) recorded",
+                     ha="center", va="center", transform=by_time.transAxes)
+    for ax in (by_epoch, by_time):
+        ax.grid(alpha=0.3)
+    by_epoch.legend(loc="lower right", fontsize="small")
+    fig.suptitle(f"Held-out {name} of {len(runs)} run"
+                 f"{'s' if len(runs) != 1 else ''} (higher is better)")
     return fig
 
 
