@@ -9,6 +9,7 @@ blank, and changes when the model's weights change (and only then).
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -374,6 +375,27 @@ def test_cli_draws_the_chosen_plots(image_run):
     assert names(paths) == {"decoded_z", "traversal_dim1"}
     for path in paths:
         assert_drawn(path)
+
+
+def test_cli_draws_the_best_checkpoint_on_request(image_run, tmp_path):
+    model, directory, _ = image_run
+    other = tiny_model()
+    for v in other.trainable_variables:
+        v.assign(v + 0.5)
+    best_dir = saving.best_checkpoint_dir(directory)
+    try:
+        tf.train.CheckpointManager(saving.make_checkpoint(other), best_dir,
+                                   1).save()
+        args = ("--which=decoded_z", "--z=0.5,-1", "--seed=3")
+        latest = read_png(run_cli(f"--model_dir={directory}", *args)[0])
+        best = read_png(run_cli(f"--model_dir={directory}", "--best", *args)[0])
+    finally:
+        shutil.rmtree(best_dir)
+    expected = read_png(plots.plot_training_run(
+        other, None, str(tmp_path), "decoded_z",
+        plots.PlotOptions(z=[0.5, -1], seed=3))[0])
+    assert np.abs(latest - best).max() > 0.1
+    np.testing.assert_allclose(best, expected, atol=1e-6)
 
 
 def test_cli_errors(image_run, tmp_path):

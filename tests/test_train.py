@@ -390,3 +390,19 @@ def test_nan_inside_a_multi_step_call_names_its_step(tiny_config, tmp_path):
                          steps_per_execution=10)
     with pytest.raises(train.TrainingDiverged, match="at step 2;"):
         train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_plots_and_export_use_the_best_checkpoint(tiny_config, tmp_path,
+                                                  monkeypatch):
+    loads = []
+    load = saving.load
+
+    def recording_load(model_dir, checkpoint=None, best=False):
+        loads.append(best)
+        return load(model_dir, checkpoint, best=best)
+
+    monkeypatch.setattr(saving, "load", recording_load)
+    model_dir = str(tmp_path / "run")
+    train.train_and_evaluate(tiny_config(export=True), model_dir)
+    assert loads == [True]
+    assert os.path.isdir(os.path.join(model_dir, train.SAVED_MODEL_SUBDIR))

@@ -422,10 +422,12 @@ _HELP = {
                                "model is always kept in <model_dir>/best.",
     "plots": "Draw the figures of the trained model (loss curves, latent "
              "space, manifolds, traversals, reconstructions, prior samples) "
-             "into <model_dir>/plots at the end of training; redraw them any "
+             "into <model_dir>/plots at the end of training, from the "
+             "checkpoint with the best held-out bound; redraw them any "
              "time with python -m tfpvae.plot.",
     "export": "Also export a SavedModel (encode/decode/sample signatures) "
-              "to <model_dir>/saved_model.",
+              "of the checkpoint with the best held-out bound to "
+              "<model_dir>/saved_model.",
 }
 
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,

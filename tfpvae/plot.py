@@ -70,6 +70,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("dataset", None,
                         "Data source overriding the one in flags.json.",
                         flag_values=flag_values)
+    flags.DEFINE_boolean("best", False,
+                         "Draw the checkpoint with the best held-out bound "
+                         "(<model_dir>/best) instead of the latest one.",
+                         flag_values=flag_values)
     flags.DEFINE_list("compare", None,
                       "Model directories of training runs to compare: draws "
                       "their held-out --metric by epoch and by training time "
@@ -86,7 +90,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 #: Flags of the single-model figures, refused together with --compare.
 _MODEL_FLAGS = ("model_dir", "which", "dims", "fix", "z", "traverse_dims",
-                "traverse_from", "split", "grid_size", "seed", "dataset")
+                "traverse_from", "split", "grid_size", "seed", "dataset", "best")
 #: Flags that only --compare uses.
 _COMPARE_FLAGS = ("output", "metric")
 
@@ -131,7 +135,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
         z=_numbers(flag_values.z, "z"),
         traverse_dims=_numbers(flag_values.traverse_dims, "traverse_dims", int),
         traverse_from=flag_values.traverse_from, grid_size=flag_values.grid_size)
-    model = saving.load(model_dir)
+    model = saving.load(model_dir, best=flag_values.best)
     # Check the names and options before loading the data.
     options.validate(model.latent_dim)
     names = plots.resolve_plot_names(flag_values.which, model.latent_dim, options)

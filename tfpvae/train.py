@@ -1234,11 +1234,21 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         "config": config.to_dict(), "model_config": model.get_config(),
     }
     files.metrics(metrics)
+    if config.plots or config.export:
+        # The model selected by validation (as tfpvae.load(model_dir,
+        # best=True)), not the last step's.
+        has_best = tf.train.latest_checkpoint(
+            saving.best_checkpoint_dir(model_dir)) is not None
+        selected = saving.load(model_dir, best=has_best)
+        logging.info("Plots and export use the %s.",
+                     f"best checkpoint (step {selection.best_step}, held-out "
+                     f"{selection.metric} {selection.best_value:.4f})"
+                     if has_best else "latest checkpoint")
     if config.plots:
-        plots_lib.plot_training_run(model, dataset, model_dir)
+        plots_lib.plot_training_run(selected, dataset, model_dir)
     if config.export:
         path = export_lib.export_saved_model(
-            saving.load(model_dir), os.path.join(model_dir, SAVED_MODEL_SUBDIR))
+            selected, os.path.join(model_dir, SAVED_MODEL_SUBDIR))
         logging.info("Exported a SavedModel to %s.", path)
     logging.info("Done: step %d, eval elbo %.4f, %s examples/s; results in %s.",
                  step, metrics["eval_elbo"],
