@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 import tfpvae
 from tfpvae import data
@@ -88,6 +89,31 @@ def mock_mnist(tmp_path, monkeypatch):
     with tfds.testing.mock_data(num_examples=examples,
                                 data_dir=str(tmp_path / "tfds")):
         yield examples
+
+
+def linear_gaussian_vae(w, b, s, sigma, loc_shift=0.0, scale_mult=1.0):
+    """The linear-Gaussian model x = W z + b + sigma * eps as a tfpvae VAE.
+
+    Its encoder is the exact posterior N(s (x - b) W / sigma^2, s), with the
+    mean shifted by `loc_shift` and the std scaled by `scale_mult` to make
+    it inexact; the decoder's mean is W z + b with the fixed scale sigma.
+    The tests' closed forms (numpy) are computed beside it.
+    """
+    w, b = tf.constant(w, tf.float32), tf.constant(b, tf.float32)
+    s = tf.constant(s, tf.float32)
+    dim, latent = w.shape
+
+    def encoder(x):
+        loc = s * tf.matmul(x - b, w) / sigma ** 2 + loc_shift
+        scale = tf.sqrt(s) * scale_mult - 1e-5  # The model adds 1e-5.
+        raw = tf.math.log(tf.math.expm1(scale))
+        return tf.concat([loc, tf.broadcast_to(raw, tf.shape(loc))], axis=-1)
+
+    def decoder(z):
+        return tf.reshape(tf.matmul(z, w, transpose_b=True) + b, [-1, dim, 1])
+
+    return tfpvae.VAE(latent_dim=latent, data_shape=(dim,), likelihood="gaussian",
+                      gaussian_scale=sigma, encoder=encoder, decoder=decoder)
 
 
 def cli_command(*args: str) -> list[str]:

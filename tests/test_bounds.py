@@ -16,6 +16,8 @@ import tensorflow as tf
 
 import tfpvae
 
+from conftest import linear_gaussian_vae
+
 LATENT, DIM, SIGMA = 3, 5, 0.5
 
 
@@ -46,20 +48,7 @@ class LinearGaussian:
 
 def linear_vae(lg, loc_shift=0.0, scale_mult=1.0):
     """A VAE whose encoder is the exact posterior, optionally perturbed."""
-    w, b = tf.constant(lg.w), tf.constant(lg.b)
-    s = tf.constant(lg.s, tf.float32)
-
-    def encoder(x):
-        loc = s * tf.matmul(x - b, w) / SIGMA ** 2 + loc_shift
-        scale = tf.sqrt(s) * scale_mult - 1e-5  # The model adds 1e-5.
-        raw = tf.math.log(tf.math.expm1(scale))
-        return tf.concat([loc, tf.broadcast_to(raw, tf.shape(loc))], axis=-1)
-
-    def decoder(z):
-        return tf.reshape(tf.matmul(z, w, transpose_b=True) + b, [-1, DIM, 1])
-
-    return tfpvae.VAE(latent_dim=LATENT, data_shape=(DIM,), likelihood="gaussian",
-                      gaussian_scale=SIGMA, encoder=encoder, decoder=decoder)
+    return linear_gaussian_vae(lg.w, lg.b, lg.s, SIGMA, loc_shift, scale_mult)
 
 
 @pytest.fixture(scope="module")

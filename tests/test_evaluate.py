@@ -30,6 +30,8 @@ import tfpvae
 from tfpvae import evaluate
 from tfpvae import saving
 
+from conftest import linear_gaussian_vae
+
 LOADINGS = np.array([2.0, 1.0, 0.5, 0.0])
 LATENT, DIM, SIGMA = len(LOADINGS), 6, 0.5
 LOC_SHIFT, SCALE_MULT = 0.2, 1.3
@@ -68,20 +70,7 @@ class LinearGaussian:
 
 
 def linear_vae(lg):
-    w, b = tf.constant(lg.w, tf.float32), tf.constant(lg.b, tf.float32)
-    s = tf.constant(lg.s, tf.float32)
-
-    def encoder(x):
-        loc = s * tf.matmul(x - b, w) / SIGMA ** 2 + LOC_SHIFT
-        scale = tf.sqrt(s) * SCALE_MULT - 1e-5  # The model adds 1e-5.
-        raw = tf.math.log(tf.math.expm1(scale))
-        return tf.concat([loc, tf.broadcast_to(raw, tf.shape(loc))], axis=-1)
-
-    def decoder(z):
-        return tf.reshape(tf.matmul(z, w, transpose_b=True) + b, [-1, DIM, 1])
-
-    return tfpvae.VAE(latent_dim=LATENT, data_shape=(DIM,), likelihood="gaussian",
-                      gaussian_scale=SIGMA, encoder=encoder, decoder=decoder)
+    return linear_gaussian_vae(lg.w, lg.b, lg.s, SIGMA, LOC_SHIFT, SCALE_MULT)
 
 
 @pytest.fixture(scope="module")
