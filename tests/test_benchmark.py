@@ -238,7 +238,7 @@ def test_training_step_falls_back_from_xla_with_one_warning(tiny_config,
     config = tiny_config(jit_compile=True)
     model = tfpvae.VAE(latent_dim=2, data_shape=(8, 8, 1),
                        hidden_units=(16,), encoder=_PyFunctionEncoder(4))
-    optimizer = train.build_optimizer(config, total_steps=10)
+    optimizer = train.build_optimizer(config)
     optimizer.build(model.trainable_variables)
     warnings = []
     monkeypatch.setattr(logging, "warning",

@@ -231,7 +231,7 @@ def test_every_trainable_variable_changes(overrides, tiny_config):
     config = tiny_config(**overrides)
     dataset = train.load_data(config)
     model = train.build_model(config, dataset.data_shape)
-    optimizer = train.build_optimizer(config, total_steps=100)
+    optimizer = train.build_optimizer(config)
     train._base_optimizer(optimizer).build(model.trainable_variables)
     step_fn = train.make_train_step(
         model, optimizer, None, kl=train.resolve_kl(config, model),
@@ -267,6 +267,55 @@ def test_cosine_schedule_decays_over_the_run(tiny_config, tmp_path):
     expected = [config.learning_rate * 0.5 * (1 + np.cos(np.pi * t / 8))
                 for t in (3, 7)]
     assert rates == pytest.approx(expected, rel=1e-5)
+
+
+def test_cosine_decay_over_the_last_epochs_follows_the_closed_form(
+        tiny_config):
+    config = tiny_config(lr_schedule="cosine", lr_decay_epochs=2, epochs=5,
+                         max_steps=0, learning_rate=0.01)
+    rate = train.learning_rate_schedule(config, total_steps=50,
+                                        steps_per_epoch=10)
+    steps = [0, 29, 30, 35, 44, 49, 50, 70]
+    # Constant until step 30, then 0.01 * (1 + cos(pi * (t - 30) / 20)) / 2.
+    expected = [0.01 if t < 30 else
+                0.005 * (1 + np.cos(np.pi * min(t - 30, 20) / 20))
+                for t in steps]
+    got = [float(rate(tf.constant(t, tf.int64))) for t in steps]
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    constant = train.learning_rate_schedule(
+        tiny_config(lr_schedule="constant", learning_rate=0.01), 50, 10)
+    assert float(constant(tf.constant(49, tf.int64))) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(lr_decay_epochs=3), "add --lr_schedule=cosine"),
+    (dict(lr_schedule="cosine", lr_decay_epochs=30, epochs=20, max_steps=0),
+     "longer than the run"),
+    (dict(lr_schedule="cosine", lr_decay_epochs=-1), "lr_decay_epochs"),
+])
+def test_bad_lr_decay_flags_are_refused(flags, message, tiny_config):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**flags)
+
+
+def test_resumed_run_follows_the_new_learning_rate_flags(tiny_config,
+                                                        tmp_path):
+    # A checkpoint holds the optimizer's learning-rate variable; restoring
+    # it must not override the flags of the resumed session, and a run
+    # trained at a constant rate can be resumed with a cosine decay.
+    model_dir = str(tmp_path / "run")
+    train.train_and_evaluate(
+        tiny_config(learning_rate=1e-3, max_steps=4, eval_every=4), model_dir)
+    train.train_and_evaluate(
+        tiny_config(learning_rate=1e-4, max_steps=8, eval_every=4), model_dir)
+    train.train_and_evaluate(
+        tiny_config(learning_rate=1e-4, max_steps=16, eval_every=4,
+                    lr_schedule="cosine"), model_dir)
+    rates = [r["learning_rate"] for r in read_history(model_dir)]
+    # The rate of the latest step: t = 3, 7 (constant), then the cosine
+    # over all 16 steps at t = 11 and 15.
+    cosine = [1e-4 * 0.5 * (1 + np.cos(np.pi * t / 16)) for t in (11, 15)]
+    assert rates == pytest.approx([1e-3, 1e-4] + cosine, rel=1e-5)
 
 
 def test_xla_failure_falls_back_with_one_warning(monkeypatch):

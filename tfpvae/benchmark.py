@@ -546,11 +546,11 @@ def model_config(name: str, *, batch_size: int, mixed_precision: str,
                        dataset=dataset, binarize="none")
 
 
-def build_package(config: TrainConfig, data_shape, total_steps: int = 10 ** 6):
+def build_package(config: TrainConfig, data_shape):
     """The package model, optimizer and CLI training step of `config`."""
     tf_keras.utils.set_random_seed(config.seed)  # As train_and_evaluate.
     model = train.build_model(config, data_shape)
-    optimizer = train.build_optimizer(config, total_steps)
+    optimizer = train.build_optimizer(config)
     train._base_optimizer(optimizer).build(model.trainable_variables)  # pylint: disable=protected-access
     kl = train.resolve_kl(config, model)
     return model, optimizer, train.build_train_step(config, model, optimizer,
@@ -563,7 +563,7 @@ def build_baseline(config: TrainConfig, model: VAE, jit_compile: bool):
     baseline.assign_from(model)
     # The same optimizer as the package's (tf_keras Adam for every model of
     # MODELS), with its update compiled as the CLI compiles it.
-    optimizer = train.build_optimizer(config, total_steps=10 ** 6)
+    optimizer = train.build_optimizer(config)
     base = getattr(optimizer, "inner_optimizer", optimizer)
     base.jit_compile = jit_compile
     base.build(baseline.trainable_variables)

@@ -104,6 +104,7 @@ class TrainConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"
+    lr_decay_epochs: int = 0
     batch_size: int = 100
     epochs: int = 20
     max_steps: int = 0
@@ -275,6 +276,17 @@ def _check_length(epochs: int, max_steps: int) -> str | None:
     return None
 
 
+def _check_lr_decay(lr_schedule: str, lr_decay_epochs: int, epochs: int,
+                    max_steps: int) -> str | None:
+    if lr_decay_epochs and lr_schedule != "cosine":
+        return (f"--lr_decay_epochs={lr_decay_epochs} sets the length of the "
+                f"cosine decay; add --lr_schedule=cosine or drop it.")
+    if lr_decay_epochs > epochs and not max_steps:
+        return (f"--lr_decay_epochs={lr_decay_epochs} is longer than the run "
+                f"(--epochs={epochs}); lower it or raise --epochs.")
+    return None
+
+
 def _check_conv(architecture: str, conv_filters: Sequence) -> str | None:
     if architecture == "conv" and not conv_filters:
         return "--architecture=conv needs at least one --conv_filters entry."
@@ -296,6 +308,7 @@ RULES: list[tuple[tuple[str, ...], Callable[..., str | None]]] = [
     (("kl_warmup_steps",), _at_least("kl_warmup_steps", 0)),
     (("n_samples",), _at_least("n_samples", 1)),
     (("learning_rate",), _positive("learning_rate")),
+    (("lr_decay_epochs",), _at_least("lr_decay_epochs", 0)),
     (("batch_size",), _at_least("batch_size", 1)),
     (("epochs",), _at_least("epochs", 0)),
     (("max_steps",), _at_least("max_steps", 0)),
@@ -314,6 +327,8 @@ RULES: list[tuple[tuple[str, ...], Callable[..., str | None]]] = [
     (("posterior_flow", "latent_dim"), _check_realnvp),
     (("epochs", "max_steps"), _check_length),
     (("architecture", "conv_filters"), _check_conv),
+    (("lr_schedule", "lr_decay_epochs", "epochs", "max_steps"),
+     _check_lr_decay),
 ]
 
 
@@ -360,7 +375,13 @@ _HELP = {
     # Optimisation.
     "optimizer": "Optimizer (tf_keras).",
     "learning_rate": "(Initial) learning rate.",
-    "lr_schedule": "constant, or cosine decay to 0 over the whole run.",
+    "lr_schedule": "constant, or cosine decay to 0 (over the last "
+                   "--lr_decay_epochs epochs). The rate follows the flags "
+                   "also when a run is resumed with other ones.",
+    "lr_decay_epochs": "With --lr_schedule=cosine: the rate is constant, then "
+                       "decays over the last this many epochs of the run (0: "
+                       "over the whole run). Resume a run with a larger "
+                       "--epochs and this to anneal it.",
     "batch_size": "Global batch size (summed over replicas).",
     "epochs": "Training epochs; ignored when --max_steps > 0.",
     "max_steps": "Total training steps; overrides --epochs when > 0. A run "

@@ -256,22 +256,60 @@ def build_model(config: TrainConfig, data_shape) -> VAE:
         seed=config.seed)
 
 
-def build_optimizer(config: TrainConfig, total_steps: int):
-    """The tf_keras optimizer with its learning-rate schedule.
+def build_optimizer(config: TrainConfig):
+    """The tf_keras optimizer of `config`, at rate `config.learning_rate`.
 
-    With mixed_float16 it is wrapped in a `LossScaleOptimizer` (dynamic loss
-    scaling). Whether the optimizer's own update is XLA-compiled follows the
-    training step's XLA setting (`build_train_step` sets it).
+    Its learning rate is a plain variable: the training step sets it from
+    `learning_rate_schedule` before every update, so the rate always follows
+    the flags, also when a run is resumed with others (the value a
+    checkpoint holds is overwritten, and checkpoints of every schedule have
+    the same layout). With mixed_float16 it is wrapped in a
+    `LossScaleOptimizer` (dynamic loss scaling). Whether the optimizer's own
+    update is XLA-compiled follows the training step's XLA setting
+    (`build_train_step` sets it).
     """
-    learning_rate = config.learning_rate
-    if config.lr_schedule == "cosine":
-        learning_rate = tf_keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=max(total_steps, 1))
     optimizer = _OPTIMIZERS[config.optimizer](
-        learning_rate=learning_rate, jit_compile=config.jit_compile is True)
+        learning_rate=config.learning_rate,
+        jit_compile=config.jit_compile is True)
     if config.mixed_precision == "mixed_float16":
         optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def learning_rate_schedule(config: TrainConfig, total_steps: int,
+                           steps_per_epoch: int
+                           ) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The learning rate as a function of the global step.
+
+    "cosine" decays `learning_rate` to 0 with tf_keras' `CosineDecay` over
+    the last `lr_decay_epochs` epochs of the run (0: over all of it); before
+    them the rate is constant. The rate of step t is
+    lr * (1 + cos(pi * min(max(t - start, 0), D) / D)) / 2 with
+    D = lr_decay_epochs * steps_per_epoch (or total_steps) and
+    start = total_steps - D.
+
+    Args:
+        config: The run's settings.
+        total_steps: The steps of the whole run.
+        steps_per_epoch: Steps per epoch.
+
+    Returns:
+        `rate(step)` (int64 step, float32 rate).
+    """
+    if config.lr_schedule == "constant":
+        return lambda step: tf.constant(config.learning_rate, tf.float32)
+    decay_steps = (config.lr_decay_epochs * steps_per_epoch
+                   if config.lr_decay_epochs else total_steps)
+    decay_steps = max(min(decay_steps, total_steps), 1)
+    start = total_steps - decay_steps
+    cosine = tf_keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=decay_steps)
+
+    def rate(step):
+        return tf.cast(cosine(tf.maximum(tf.cast(step, tf.int64) - start, 0)),
+                       tf.float32)
+
+    return rate
 
 
 def _base_optimizer(optimizer):
@@ -328,7 +366,9 @@ def resolve_jit_compile(jit_compile: bool | str, model: VAE,
 def make_train_step(model: VAE, optimizer,
                     strategy: tf.distribute.Strategy | None, *, kl: str,
                     n_samples: int, global_batch_size: int, seed: int,
-                    jit_compile: bool | str) -> Callable:
+                    jit_compile: bool | str,
+                    learning_rate: Callable[[tf.Tensor], tf.Tensor] | None
+                    = None) -> Callable:
     """Builds the compiled training step.
 
     On one device (strategy None) the whole step, optimizer update included,
@@ -350,6 +390,9 @@ def make_train_step(model: VAE, optimizer,
         seed: The run's seed.
         jit_compile: Whether to compile with XLA: True, False or "auto"
             (`resolve_jit_compile`).
+        learning_rate: `learning_rate_schedule`'s rate(step), assigned to
+            the optimizer's learning rate before each update; None leaves
+            the optimizer's rate alone.
 
     Returns:
         `step_fn(x, step, beta)`: applies one update for the (distributed)
@@ -363,6 +406,11 @@ def make_train_step(model: VAE, optimizer,
     variables = model.trainable_variables
     scaling = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
     base_seed = tf.constant([seed, _TRAIN_STREAM], tf.int64)
+    rate_variable = _base_optimizer(optimizer).learning_rate
+
+    def set_learning_rate(step):
+        if learning_rate is not None:
+            rate_variable.assign(learning_rate(step))
 
     def loss_and_gradients(x, step_seed, beta):
         with tf.GradientTape() as tape:
@@ -392,10 +440,14 @@ def make_train_step(model: VAE, optimizer,
         return sums
 
     if strategy is None:
-        return tf.function(replica_step, jit_compile=jit_compile)
+        def one_device_step(x, step, beta):
+            set_learning_rate(step)
+            return replica_step(x, step, beta)
+        return tf.function(one_device_step, jit_compile=jit_compile)
 
     @tf.function
     def train_step(x, step, beta):
+        set_learning_rate(step)  # In cross-replica context.
         sums = strategy.run(replica_step, args=(x, step, beta))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
 
@@ -403,8 +455,9 @@ def make_train_step(model: VAE, optimizer,
 
 
 def build_train_step(config: TrainConfig, model: VAE, optimizer, *, kl: str,
-                     strategy: tf.distribute.Strategy | None = None
-                     ) -> Callable:
+                     strategy: tf.distribute.Strategy | None = None,
+                     learning_rate: Callable[[tf.Tensor], tf.Tensor] | None
+                     = None) -> Callable:
     """The training step of `train_and_evaluate` (and of the benchmark).
 
     `make_train_step` with the configuration's settings and XLA resolved
@@ -419,6 +472,8 @@ def build_train_step(config: TrainConfig, model: VAE, optimizer, *, kl: str,
             trainable variables.
         kl: "analytic" or "mc" (`resolve_kl`).
         strategy: The tf.distribute strategy, or None for one device.
+        learning_rate: `learning_rate_schedule`'s rate(step), or None for
+            the optimizer's constant rate.
 
     Returns:
         `step_fn(x, step, beta)` as `make_train_step` returns it.
@@ -428,7 +483,7 @@ def build_train_step(config: TrainConfig, model: VAE, optimizer, *, kl: str,
         return make_train_step(
             model, optimizer, strategy, kl=kl, n_samples=config.n_samples,
             global_batch_size=config.batch_size, seed=config.seed,
-            jit_compile=jit_compile)
+            jit_compile=jit_compile, learning_rate=learning_rate)
 
     return _XlaFallback(build, resolve_jit_compile(config.jit_compile, model,
                                                    config.n_samples))
@@ -1007,7 +1062,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
 
     with strategy.scope():
         model = build_model(config, dataset.data_shape)
-        optimizer = build_optimizer(config, total_steps)
+        optimizer = build_optimizer(config)
         _base_optimizer(optimizer).build(model.trainable_variables)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     check_data(model, dataset)
@@ -1054,8 +1109,11 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
                  steps_per_epoch, config.batch_size, kl, config.strategy,
                  strategy.num_replicas_in_sync, model_dir)
 
-    train_step = build_train_step(config, model, optimizer, kl=kl,
-                                  strategy=strategy if distributed else None)
+    train_step = build_train_step(
+        config, model, optimizer, kl=kl,
+        strategy=strategy if distributed else None,
+        learning_rate=learning_rate_schedule(config, total_steps,
+                                             steps_per_epoch))
     logging.info("XLA (--jit_compile=%s): %s.", config.jit_compile,
                  "on" if resolve_jit_compile(config.jit_compile, model,
                                              config.n_samples) else "off")
