@@ -56,8 +56,11 @@ Resuming. Running again with the same `model_dir` restores the latest
 checkpoint and continues from its global step with the data order the
 uninterrupted run would have had (the epoch and the batch within it follow
 from the step), so a run killed at any moment loses only the steps since its
-last checkpoint. SIGINT and SIGTERM save a checkpoint after the current step
-and raise `Interrupted`. A directory holding a different model (any
+last checkpoint. The training flags may change between sessions (each change
+is logged): the learning rate follows `learning_rate_schedule` of the new
+flags, so a run can be resumed with a longer --epochs and an anneal
+(--lr_schedule=cosine --lr_decay_epochs). SIGINT and SIGTERM save a
+checkpoint after the current step and raise `Interrupted`. A directory holding a different model (any
 difference in `model_config.json`) is refused with `ModelDirError` before
 anything in it is touched.
 
