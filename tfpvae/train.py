@@ -60,9 +60,9 @@ last checkpoint. The training flags may change between sessions (each change
 is logged): the learning rate follows `learning_rate_schedule` of the new
 flags, so a run can be resumed with a longer --epochs and an anneal
 (--lr_schedule=cosine --lr_decay_epochs). SIGINT and SIGTERM save a
-checkpoint after the current step and raise `Interrupted`. A directory holding a different model (any
-difference in `model_config.json`) is refused with `ModelDirError` before
-anything in it is touched.
+checkpoint after the current step and raise `Interrupted`. A directory holding
+a different model (any difference in `model_config.json`) is refused with
+`ModelDirError` before anything in it is touched.
 
 Safety. A non-finite loss stops the run with `TrainingDiverged` without
 saving; the last checkpoint (saved only when every weight is finite) stays.
