@@ -29,7 +29,6 @@ from sklearn.decomposition import PCA
 import tfpvae
 from tfpvae import evaluate
 from tfpvae import plots
-from tfpvae import train
 
 
 def encode_means(model, x, batch_size=1000):
@@ -42,7 +41,7 @@ def interpolation_figure(model, x_a, x_b, z_path):
     """x_a, the decoder means at the points of z_path, x_b, in one row."""
     decoded = model.decode(z_path).mean().numpy()            # [S, H, W, C]
     images = np.concatenate([x_a[None], decoded, x_b[None]])  # [S + 2, H, W, C]
-    strip = train.image_grid(np.clip(images, 0, 1), columns=len(images))
+    strip = plots.image_grid(np.clip(images, 0, 1), columns=len(images))
     fig = Figure(figsize=(1.0 * len(images), 1.6), layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(strip[..., 0] if strip.shape[-1] == 1 else strip,

@@ -18,7 +18,7 @@ import math
 import matplotlib.image
 
 import tfpvae
-from tfpvae import train
+from tfpvae import plots
 
 
 def main(argv=None):
@@ -42,7 +42,7 @@ def main(argv=None):
 
     images = model.sample(args.n, seed=args.seed, mean=args.mean).numpy()
     # [n, H, W, C] -> one [rows * H, columns * W, C] picture.
-    grid = train.image_grid(images, columns=math.ceil(math.sqrt(args.n)))
+    grid = plots.image_grid(images, columns=math.ceil(math.sqrt(args.n)))
     grid = grid.clip(0, 1)
     # Enlarge small images (8x8 digits) so that each is at least 56 pixels.
     scale = max(1, 56 // images.shape[1])

@@ -27,8 +27,9 @@ def parse(*argv):
 
 def test_every_configuration_of_the_issue_has_a_flagfile():
     # vamp_iaf.cfg: the combination measured worse than the VampPrior alone.
-    assert [p.stem for p in RESULTS] == ["best", "iaf", "iwae", "vae", "vamp",
-                                         "vamp_iaf"]
+    # iaf_restart.cfg: the second stage of configuration 4.
+    assert [p.stem for p in RESULTS] == ["best", "iaf", "iaf_restart", "iwae",
+                                         "vae", "vamp", "vamp_iaf"]
 
 
 def test_best_is_vamp_with_a_learning_rate_anneal():
@@ -44,15 +45,38 @@ def test_best_is_vamp_with_a_learning_rate_anneal():
     assert best["epochs"] - best["lr_decay_epochs"] >= 400
 
 
+def test_iaf_restart_resumes_iaf_with_a_second_anneal(monkeypatch):
+    # The second stage trains the same model in the same directory, so only
+    # training flags may differ; its rate is constant again when it resumes
+    # at the first stage's last epoch (a warm restart), and early stopping
+    # must not end it while the bound is worse than the first anneal's.
+    monkeypatch.chdir(REPO)
+    first, second = (config_lib.from_flags(parse(
+        f"--flagfile=flags/results/{name}.cfg")) for name in ("iaf",
+                                                               "iaf_restart"))
+    differ = {k for k, v in second.to_dict().items()
+              if first.to_dict()[k] != v}
+    assert differ == {"epochs", "lr_decay_epochs", "early_stopping_patience"}
+    assert second.early_stopping_patience == 0
+    assert second.epochs - second.lr_decay_epochs > first.epochs
+    assert (parse("--flagfile=flags/results/iaf_restart.cfg").model_dir
+            == "runs/binarized_mnist_iaf")
+
+
 @pytest.mark.parametrize("flagfile", RESULTS, ids=lambda p: p.stem)
-def test_results_flagfile_parses_and_trains(flagfile, tmp_path):
+def test_results_flagfile_parses_and_trains(flagfile, tmp_path, monkeypatch):
+    # Run from the repository root, as the commands in docs/results.md are:
+    # a second stage names its first stage's flagfile from there.
+    monkeypatch.chdir(REPO)
+    restart = flagfile.stem.endswith("_restart")
+    run = flagfile.stem.removesuffix("_restart")
     flag_values = parse(f"--flagfile={flagfile}")
     preset = config_lib.from_flags(flag_values)
     # The protocol: static binarized MNIST as it is, selected by validation.
     assert preset.dataset.endswith("binarized_mnist.npz")
     assert preset.binarize == "none" and preset.likelihood == "bernoulli"
-    assert preset.early_stopping_patience > 0
-    assert flag_values.model_dir == f"runs/binarized_mnist_{flagfile.stem}"
+    assert preset.early_stopping_patience > 0 or restart
+    assert flag_values.model_dir == f"runs/binarized_mnist_{run}"
     flag_values = parse(f"--flagfile={flagfile}", "--dataset=sklearn_digits",
                         "--binarize=dynamic", "--max_steps=2",
                         "--batch_size=32", "--eval_k=2",

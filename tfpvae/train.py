@@ -611,18 +611,6 @@ class Evaluator:
                 "iwae": iwae_sum / count if self.k else None}
 
 
-def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
-    """Tiles images [N, H, W, C] into one picture [rows * H, columns * W, C]."""
-    images = np.asarray(images, np.float32)
-    n, height, width, channels = images.shape
-    rows = math.ceil(n / columns)
-    grid = np.zeros((rows * height, columns * width, channels), np.float32)
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = image
-    return grid
-
-
 # --------------------------------------------------------------------------
 # The model directory.
 
@@ -819,9 +807,10 @@ def _write_images(model: VAE, dataset: data_lib.Dataset, seed: int,
     x = dataset.splits[dataset.eval_split][:32]
     reconstructions = model.reconstruct(x, seed=[seed, _IMAGE_STREAM]).numpy()
     summary_image("reconstructions", np.concatenate(
-        [image_grid(x), image_grid(reconstructions)], axis=0), step)
+        [plots_lib.image_grid(x), plots_lib.image_grid(reconstructions)],
+        axis=0), step)
     samples = model.sample(64, seed=[seed, _IMAGE_STREAM], mean=True).numpy()
-    summary_image("prior_samples", image_grid(samples), step)
+    summary_image("prior_samples", plots_lib.image_grid(samples), step)
 
 
 class RunFiles:
