@@ -18,11 +18,29 @@ from conftest import REPO
 RESULTS = sorted((REPO / "flags" / "results").glob("*.cfg"))
 
 
+@pytest.fixture(autouse=True)
+def run_from_repo_root(monkeypatch):
+    # As the commands in docs/results.md are: a second stage names its first
+    # stage's flagfile from there.
+    monkeypatch.chdir(REPO)
+
+
 def parse(*argv):
     flag_values = flags.FlagValues()
     config_lib.define_flags(flag_values)
     flag_values(["tfpvae", *argv])
     return flag_values
+
+
+def preset(name):
+    """The training configuration of flags/results/<name>.cfg."""
+    return config_lib.from_flags(parse(f"--flagfile=flags/results/{name}.cfg"))
+
+
+def differing(a, b):
+    """The names of the settings in which configurations a and b differ."""
+    a, b = a.to_dict(), b.to_dict()
+    return {k for k in a if a[k] != b[k]}
 
 
 def test_every_configuration_of_the_issue_has_a_flagfile():
@@ -36,27 +54,21 @@ def test_best_is_vamp_with_a_learning_rate_anneal():
     # docs/results.md: run 5 continued a copy of run 3, which is what
     # best.cfg trains from scratch only if the two differ by the schedule
     # alone, and the decay starts after the copied epochs.
-    best, vamp = (config_lib.from_flags(parse(
-        f"--flagfile={REPO / 'flags' / 'results' / name}.cfg")).to_dict()
-        for name in ("best", "vamp"))
-    differ = {k for k in best if best[k] != vamp[k]}
-    assert differ == {"lr_schedule", "lr_decay_epochs", "epochs"}
-    assert best["lr_schedule"] == "cosine"
-    assert best["epochs"] - best["lr_decay_epochs"] >= 400
+    best, vamp = preset("best"), preset("vamp")
+    assert differing(best, vamp) == {"lr_schedule", "lr_decay_epochs",
+                                     "epochs"}
+    assert best.lr_schedule == "cosine"
+    assert best.epochs - best.lr_decay_epochs >= 400
 
 
-def test_iaf_restart_resumes_iaf_with_a_second_anneal(monkeypatch):
+def test_iaf_restart_resumes_iaf_with_a_second_anneal():
     # The second stage trains the same model in the same directory, so only
     # training flags may differ; its rate is constant again when it resumes
     # at the first stage's last epoch (a warm restart), and early stopping
     # must not end it while the bound is worse than the first anneal's.
-    monkeypatch.chdir(REPO)
-    first, second = (config_lib.from_flags(parse(
-        f"--flagfile=flags/results/{name}.cfg")) for name in ("iaf",
-                                                               "iaf_restart"))
-    differ = {k for k, v in second.to_dict().items()
-              if first.to_dict()[k] != v}
-    assert differ == {"epochs", "lr_decay_epochs", "early_stopping_patience"}
+    first, second = preset("iaf"), preset("iaf_restart")
+    assert differing(first, second) == {"epochs", "lr_decay_epochs",
+                                        "early_stopping_patience"}
     assert second.early_stopping_patience == 0
     assert second.epochs - second.lr_decay_epochs > first.epochs
     assert (parse("--flagfile=flags/results/iaf_restart.cfg").model_dir
@@ -64,10 +76,7 @@ def test_iaf_restart_resumes_iaf_with_a_second_anneal(monkeypatch):
 
 
 @pytest.mark.parametrize("flagfile", RESULTS, ids=lambda p: p.stem)
-def test_results_flagfile_parses_and_trains(flagfile, tmp_path, monkeypatch):
-    # Run from the repository root, as the commands in docs/results.md are:
-    # a second stage names its first stage's flagfile from there.
-    monkeypatch.chdir(REPO)
+def test_results_flagfile_parses_and_trains(flagfile, tmp_path):
     restart = flagfile.stem.endswith("_restart")
     run = flagfile.stem.removesuffix("_restart")
     flag_values = parse(f"--flagfile={flagfile}")
