@@ -440,6 +440,82 @@ def test_bad_options(tmp_path):
 
 
 # --------------------------------------------------------------------------
+# Non-finite values: rejected right after reading, counted, split named
+# --------------------------------------------------------------------------
+
+def _one_line_error(source, **kwargs) -> str:
+    with pytest.raises(DatasetError) as info:
+        load_dataset(source, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_nan_in_npz_images_names_count_and_split(tmp_path):
+    rng = np.random.default_rng(10)
+    train = rng.integers(0, 256, size=(30, 5, 5)).astype(np.float32)
+    valid = rng.integers(0, 256, size=(8, 5, 5)).astype(np.float32)
+    valid[2, 0, :3] = np.nan  # 3 NaN in example 2 ...
+    valid[6, 4, 4] = np.nan   # ... and 1 in example 6.
+    path = tmp_path / "images.npz"
+    np.savez(path, train=train, valid=valid)
+
+    message = _one_line_error(path)
+    assert str(path) in message and "split 'valid'" in message
+    assert "4 NaN values in 2 of 8 examples" in message
+    assert "array rows 2, 6" in message
+    assert "clean the file or drop those rows" in message
+    assert "span" not in message  # not the old "image values span [nan, nan]"
+
+
+def test_nan_and_inf_in_npy_all_data(tmp_path):
+    x = np.random.default_rng(11).uniform(size=(20, 4, 4)).astype(np.float32)
+    x[3, 1, 1] = np.nan
+    x[3, 2, 2] = np.inf
+    x[17, 0, 0] = -np.inf
+    path = tmp_path / "all.npy"
+    np.save(path, x)
+
+    message = _one_line_error(path)
+    # All data is the train split before valid is carved from it.
+    assert "split 'train'" in message
+    assert "1 NaN and 2 infinite values in 2 of 20 examples" in message
+    assert "array rows 3, 17" in message and "drop those rows" in message
+
+
+def test_inf_in_tabular_npz_split(tmp_path):
+    train = np.random.default_rng(12).normal(size=(40, 3))
+    test = np.random.default_rng(13).normal(size=(10, 3))
+    test[9, 1] = np.inf
+    path = tmp_path / "table.npz"
+    np.savez(path, train=train, test=test)
+    message = _one_line_error(path)
+    assert "split 'test' holds 1 infinite value in 1 of 10 examples (array row 9)" in message
+    assert "drop that row" in message
+
+
+def test_csv_with_empty_and_nan_cells_names_lines_and_columns(tmp_path):
+    # Before, an empty cell claimed the whole column was "not numeric".
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,c\n1,2,3\n4,,6\n\n7,8,9\n10,nan,NA\n13,14,15\n")
+    message = _one_line_error(path)
+    assert str(path) in message and "split 'train'" in message
+    assert "3 NaN values (empty or NaN cells) in 2 of 5 examples" in message
+    # Line numbers of the file (the blank line 4 counts), not array rows.
+    assert "lines 3, 6" in message and "columns 'b', 'c'" in message
+    assert "not numeric" not in message
+    assert "clean the file or drop those lines" in message
+
+
+def test_csv_with_empty_label_cell(tmp_path):
+    # Before, the empty label silently became a class named "".
+    path = tmp_path / "labels.csv"
+    path.write_text("x,y\n1,2\n3,\n4,5\n6,2\n")
+    message = _one_line_error(path, label_column="y")
+    assert "split 'train' has 1 empty label in column 'y' (line 3)" in message
+
+
+# --------------------------------------------------------------------------
 # tensorflow_datasets
 # --------------------------------------------------------------------------
 
@@ -491,6 +567,7 @@ def test_tfds_offline_fails_fast_with_one_line(tmp_path, monkeypatch):
     assert "'mnist'" in message and "not cached" in message and "offline" in message
     assert str(tmp_path / "fresh") in message
     assert "sklearn_digits" in message and ".npz" in message
+    assert "mnist_bundled" in message  # the offline MNIST, offered not substituted
 
 
 def test_network_probe_respects_timeout():

@@ -19,6 +19,11 @@ source has one besides a validation split). A source is one of:
   names the column kept as labels);
 * ``sklearn_digits`` (alias ``digits``): scikit-learn's bundled 8x8 digits,
   always available offline;
+* ``mnist_bundled``: the 10,000 labelled MNIST *test* images (28x28
+  grayscale) shipped inside tfpvae as package data (gzip IDX files, read with
+  `importlib.resources`, sha256-checked on every load), always available
+  offline. It has no validation split, so ``valid`` is carved from it; for
+  the full 70,000-image MNIST use ``mnist`` (tfds);
 * anything else is a `tensorflow_datasets` name (``mnist``, ``fashion_mnist``,
   ``binarized_mnist``, ``cifar10``, ``emnist/letters``, ...).
 
@@ -26,6 +31,9 @@ An existing local path takes precedence over a tfds name spelled the same way.
 
 Normalisation rules:
 
+* Data holding NaN or infinite values is rejected right after reading, with
+  how many and in which split (and, for a ``.csv``, on which lines; empty
+  cells count as NaN).
 * Split names become ``train``/``valid``/``test`` (``validation`` -> ``valid``).
   Without a validation split, ``valid`` is carved out of ``train`` with a
   permutation fixed by ``seed`` (``validation_fraction`` of it); ``test`` is
@@ -47,6 +55,9 @@ Normalisation rules:
 A tfds dataset that is not prepared in the tfds data dir is downloaded, but
 only after a quick network probe: offline, `load_dataset` raises
 `DatasetError` within seconds instead of letting tfds retry for minutes.
+`resolve_default_source` uses the same probe to pick the trainer's default
+dataset: ``mnist`` (tfds) when it is prepared or can be downloaded, else
+``mnist_bundled``.
 
 `make_train_dataset` and `make_eval_dataset` build `tf.data` pipelines that
 keep the split in memory as one tensor and gather whole batches, which is
@@ -68,6 +79,8 @@ import csv
 import dataclasses
 import difflib
 import gzip
+import hashlib
+import importlib.resources
 import os
 import re
 import socket
@@ -77,10 +90,14 @@ import urllib.request
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 BINARIZE_CHOICES = ("none", "static", "dynamic")
 
@@ -90,6 +107,9 @@ BINARIZATION_SEED = 20240611
 
 #: Source names that mean scikit-learn's bundled 8x8 digits.
 SKLEARN_DIGITS_ALIASES = ("sklearn_digits", "digits")
+
+#: Source name of the MNIST test set shipped inside tfpvae (package data).
+MNIST_BUNDLED = "mnist_bundled"
 
 #: Host:port probed before tfds is allowed to download (tfds and most of its
 #: datasets are served from Google Cloud Storage).
@@ -109,7 +129,16 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4",
 _AMAT_NAME = re.compile(r"^binarized_mnist_(?P<split>train|valid|test)\.amat$")
 _LOCAL_SUFFIXES = (".npz", ".npy", ".csv", ".amat", ".gz")
 _LOCAL_HINT = ("a local .npz/.npy/.csv/.amat file, a folder of MNIST IDX files, "
-               "or 'sklearn_digits'")
+               "'mnist_bundled' or 'sklearn_digits'")
+#: The bundled MNIST files (in tfpvae/data_files/mnist) and their sha256.
+_BUNDLED_MNIST_IMAGES = ("t10k-images-idx3-ubyte.gz",
+                         "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6")
+_BUNDLED_MNIST_LABELS = ("t10k-labels-idx1-ubyte.gz",
+                         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6")
+#: The tfds dataset that `resolve_default_source` prefers to the bundled copy.
+_DEFAULT_TFDS_NAME = "mnist"
+#: Cells of a .csv read as missing values (NaN), compared lower-cased.
+_CSV_MISSING = ("", "na", "n/a", "#n/a", "<na>", "null", "none")
 _DYNAMIC_SEED_SALT = 0x9E3779B9
 _TFDS_CHUNK = 10_000
 _BERNOULLI_LEVELS = 65536
@@ -124,8 +153,8 @@ class Dataset:
     """An in-memory dataset with normalised splits.
 
     Attributes:
-        name: The source it was loaded from (tfds name, path, or
-            ``"sklearn_digits"``).
+        name: The source it was loaded from (tfds name, path,
+            ``"sklearn_digits"`` or ``"mnist_bundled"``).
         splits: float32 arrays ``[N, *data_shape]`` per split; always has
             ``"train"`` and ``"valid"``, plus ``"test"`` when the source has
             a test split besides a validation split.
@@ -193,8 +222,9 @@ def load_dataset(source: str | os.PathLike,
     """Loads a dataset into memory with normalised splits.
 
     Args:
-        source: A tfds name, a local file/folder path, or ``"sklearn_digits"``
-            (see the module docstring for the accepted formats).
+        source: A tfds name, a local file/folder path, ``"sklearn_digits"`` or
+            ``"mnist_bundled"`` (see the module docstring for the accepted
+            formats).
         digits: Labels to keep (e.g. ``[1, 8]``); every split is filtered.
         binarize: ``"none"``, ``"static"`` or ``"dynamic"`` (see module
             docstring). Only for image data.
@@ -422,6 +452,48 @@ def download_host_reachable(timeout: float = DOWNLOAD_PROBE_TIMEOUT) -> bool:
     return bool(result) and result[0]
 
 
+def resolve_default_source(data_dir: str | None = None) -> str:
+    """Picks the trainer's default dataset: tfds MNIST if it can be had.
+
+    Returns ``"mnist"`` (the full tensorflow_datasets MNIST) when it is
+    already prepared in the tfds data dir, or, failing that, when the
+    download host answers the network probe (`download_host_reachable`,
+    bounded by its timeout); otherwise ``"mnist_bundled"``, the 10,000 MNIST
+    test images shipped with tfpvae. Nothing is downloaded here. Logs one
+    INFO line saying which and why.
+
+    Args:
+        data_dir: tensorflow_datasets data directory (tfds default if None).
+
+    Returns:
+        ``"mnist"`` or ``"mnist_bundled"``, a source for `load_dataset`.
+    """
+    name = _DEFAULT_TFDS_NAME
+    try:
+        import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+        builder = tfds.builder(name, data_dir=data_dir)
+        prepared, where = builder.is_prepared(), builder.data_dir
+    except Exception as e:  # tfds missing or broken: the bundled copy still works
+        logging.info("Default dataset: %s (tensorflow_datasets cannot open %r: %s)",
+                     MNIST_BUNDLED, name, _one_line(e))
+        return MNIST_BUNDLED
+    if prepared:
+        logging.info("Default dataset: %s (tensorflow_datasets, prepared in %s)",
+                     name, where)
+        return name
+    if download_host_reachable():
+        logging.info("Default dataset: %s (tensorflow_datasets; not prepared in %s yet, "
+                     "it is downloaded there on first load)", name, where)
+        return name
+    logging.info("Default dataset: %s, the 10,000 MNIST test images shipped with "
+                 "tfpvae (tfds %r is not prepared in %s and %s is unreachable); for the "
+                 "full 70,000-image MNIST go online once, or pass --dataset=%s with "
+                 "--data_dir of a prepared copy, or --dataset=PATH of a local MNIST IDX "
+                 "folder or .npz", MNIST_BUNDLED, name, where, DOWNLOAD_PROBE_HOST[0],
+                 name)
+    return MNIST_BUNDLED
+
+
 # --------------------------------------------------------------------------
 # Source resolution and readers
 # --------------------------------------------------------------------------
@@ -435,6 +507,8 @@ def _read_source(source: str, *, label_column: str | None,
                            ".csv sources; npz labels go in '<split>_labels' arrays")
     if source.lower() in SKLEARN_DIGITS_ALIASES:
         return _read_sklearn_digits()
+    if source.lower() == MNIST_BUNDLED:
+        return _read_bundled_mnist()
     if path.exists():
         if path.is_dir():
             return _read_folder(path)
@@ -522,6 +596,11 @@ def _read_idx(path: Path) -> np.ndarray:
             blob = f.read()
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise DatasetError(f"{path}: cannot read IDX file ({_one_line(e)})") from None
+    return _parse_idx(blob, path)
+
+
+def _parse_idx(blob: bytes, path: Path | Traversable) -> np.ndarray:
+    """Parses the (uncompressed) bytes of an IDX file; ``path`` names it in errors."""
     if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] not in _IDX_DTYPES:
         raise DatasetError(f"{path}: not an IDX file (bad magic number)")
     ndim = blob[3]
@@ -536,6 +615,37 @@ def _read_idx(path: Path) -> np.ndarray:
                            f"but the file holds {len(blob) - header} data bytes")
     data = np.frombuffer(blob, dtype, offset=header).reshape(shape)
     return data.astype(dtype.newbyteorder("="))
+
+
+def _bundled_mnist_dir() -> Traversable:
+    """The package-data folder holding the bundled MNIST IDX files."""
+    return importlib.resources.files("tfpvae") / "data_files" / "mnist"
+
+
+def _read_bundled_mnist() -> _Raw:
+    """The MNIST test set shipped with tfpvae: 10,000 labelled 28x28 images."""
+    folder = _bundled_mnist_dir()
+    images = _read_bundled_idx(folder / _BUNDLED_MNIST_IMAGES[0], _BUNDLED_MNIST_IMAGES[1])
+    labels = _read_bundled_idx(folder / _BUNDLED_MNIST_LABELS[0], _BUNDLED_MNIST_LABELS[1])
+    if images.ndim != 3 or labels.shape != images.shape[:1]:
+        raise DatasetError(f"{folder}: bundled MNIST has images {images.shape} and labels "
+                           f"{labels.shape}; reinstall tfpvae")
+    return _Raw(MNIST_BUNDLED, {"train": images}, {"train": labels.astype(np.int64)})
+
+
+def _read_bundled_idx(resource: Traversable, sha256: str) -> np.ndarray:
+    """Reads one gzip IDX file of the package data after checking its sha256."""
+    try:
+        packed = resource.read_bytes()
+    except OSError as e:
+        raise DatasetError(f"{resource}: bundled data file is missing or unreadable "
+                           f"({_one_line(e)}); reinstall tfpvae") from None
+    actual = hashlib.sha256(packed).hexdigest()
+    if actual != sha256:
+        raise DatasetError(f"{resource}: bundled data file is damaged (sha256 "
+                           f"{actual[:12]}..., expected {sha256[:12]}...); reinstall "
+                           "tfpvae, or use --dataset=mnist")
+    return _parse_idx(gzip.decompress(packed), resource)
 
 
 def _read_amat(path: Path) -> np.ndarray:
@@ -615,16 +725,21 @@ def _read_npy(path: Path) -> _Raw:
 
 def _read_csv(path: Path, label_column: str | None) -> _Raw:
     """Reads a .csv table with a header row into feature vectors (+ labels)."""
+    rows, lines = [], []  # non-blank rows and their line numbers in the file
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+            reader = csv.reader(f)
+            for row in reader:
+                if any(c.strip() for c in row):
+                    rows.append(row)
+                    lines.append(reader.line_num)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DatasetError(f"{path}: cannot read csv ({_one_line(e)})") from None
     if len(rows) < 2:
         raise DatasetError(f"{path}: csv needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
-    body = rows[1:]
-    for line, row in enumerate(body, start=2):
+    body, lines = rows[1:], lines[1:]
+    for line, row in zip(lines, body):
         if len(row) != len(header):
             raise DatasetError(f"{path}: line {line} has {len(row)} fields but the header "
                                f"has {len(header)}")
@@ -632,26 +747,43 @@ def _read_csv(path: Path, label_column: str | None) -> _Raw:
         raise DatasetError(f"{path}: label_column {label_column!r} is not in the header "
                            f"{header}")
     columns = list(zip(*body))
-    features, y, label_names = [], None, None
+    features, feature_names, y, label_names = [], [], None, None
     for name, column in zip(header, columns):
         if name == label_column:
+            empty = [line for line, v in zip(lines, column) if not v.strip()]
+            if empty:
+                n = len(empty)
+                raise DatasetError(f"{path}: split 'train' has {n} empty "
+                                   f"{_plural(n, 'label')} in column {name!r} "
+                                   f"({_plural(n, 'line')} {_first_few(empty)}); fill "
+                                   f"{_plural(n, 'it', 'them')} in or drop "
+                                   f"{_plural(n, 'that line', 'those lines')}")
             y, label_names = _encode_labels(column)
             continue
         try:
-            features.append(np.array([float(v) for v in column], np.float64))
+            features.append(np.array([_csv_number(v) for v in column], np.float64))
         except ValueError:
             bad = next(v for v in column if not _is_float(v))
             raise DatasetError(f"{path}: column {name!r} is not numeric (value {bad!r}); "
                                "drop it or name it with label_column") from None
+        feature_names.append(name)
     if not features:
         raise DatasetError(f"{path}: no feature columns besides the label column")
     x = np.stack(features, axis=1)
+    _check_finite(str(path), "train", x, lines=lines, columns=feature_names)
     return _Raw(str(path), {"train": x}, {"train": y}, label_names)
+
+
+def _csv_number(value: str) -> float:
+    """A csv cell as a float; empty and NA-like cells are missing (NaN)."""
+    if value.strip().lower() in _CSV_MISSING:
+        return float("nan")
+    return float(value)
 
 
 def _is_float(value: str) -> bool:
     try:
-        float(value)
+        _csv_number(value)
     except ValueError:
         return False
     return True
@@ -701,8 +833,9 @@ def _read_tfds(name: str, data_dir: str | None) -> _Raw:
             raise DatasetError(
                 f"tfds dataset {name!r} is not cached in {builder.data_dir} and cannot be "
                 f"downloaded offline ({host} unreachable); point --data_dir at a prepared "
-                f"copy or use a local file instead, e.g. --dataset=/path/to/file.npz, "
-                f"an MNIST IDX folder, or --dataset=sklearn_digits")
+                f"copy or use a local source instead, e.g. --dataset=/path/to/file.npz, "
+                f"an MNIST IDX folder, --dataset={MNIST_BUNDLED} (the 10,000 MNIST test "
+                f"images shipped with tfpvae) or --dataset=sklearn_digits")
         try:
             builder.download_and_prepare()
         except Exception as e:  # download/extraction failures of any kind
@@ -755,7 +888,7 @@ def _read_tfds(name: str, data_dir: str | None) -> _Raw:
 # --------------------------------------------------------------------------
 
 def _check_shapes(raw: _Raw) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
-    """Validates ranks, dtypes and labels; adds the channel axis to [N, H, W]."""
+    """Validates values, ranks, dtypes and labels; adds the channel axis to [N, H, W]."""
     splits, labels = {}, {}
     per_example = None
     for split in _SPLIT_ORDER:
@@ -765,6 +898,7 @@ def _check_shapes(raw: _Raw) -> tuple[dict[str, np.ndarray], dict[str, np.ndarra
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
             raise DatasetError(f"{raw.name}: split {split!r} has non-numeric dtype "
                                f"{x.dtype}")
+        _check_finite(raw.name, split, x)
         if x.ndim == 3:
             x = x[..., np.newaxis]
         if x.ndim not in (2, 4):
@@ -781,6 +915,61 @@ def _check_shapes(raw: _Raw) -> tuple[dict[str, np.ndarray], dict[str, np.ndarra
         splits[split] = x
         labels[split] = _check_labels(raw.name, split, raw.labels.get(split), len(x))
     return splits, labels
+
+
+def _check_finite(name: str, split: str, x: np.ndarray, *,
+                  lines: Sequence[int] | None = None,
+                  columns: Sequence[str] | None = None) -> None:
+    """Rejects NaN and infinite values, saying how many and where they are.
+
+    Args:
+        name: The source, for the message.
+        split: The split ``x`` is, for the message.
+        x: The split's data ``[N, ...]``; integer data passes unchecked.
+        lines: For a ``.csv``, the file's line number of each example, named
+            in the message instead of array rows.
+        columns: For a ``.csv``, the names of the feature columns ``[D]``.
+
+    Raises:
+        DatasetError: If any value of ``x`` is NaN or infinite.
+    """
+    if not np.issubdtype(x.dtype, np.inexact) or x.ndim == 0 or x.size == 0:
+        return  # integers are finite; bad ranks are reported by the caller
+    finite = np.isfinite(x)
+    if finite.all():
+        return
+    n_nan = int(np.count_nonzero(np.isnan(x)))
+    n_inf = finite.size - int(np.count_nonzero(finite)) - n_nan
+    counts = " and ".join(f"{n} {kind}" for n, kind in ((n_nan, "NaN"), (n_inf, "infinite"))
+                          if n)
+    last = n_inf or n_nan  # "1 NaN and 2 infinite values": the noun follows the last
+    counts += " " + _plural(last, "value")
+    bad = np.flatnonzero(~finite.reshape(len(x), -1).all(axis=1))
+    if lines is None:
+        unit, positions = "row", bad.tolist()
+        where = f"array {_plural(len(bad), unit)} {_first_few(positions)}"
+    else:
+        unit, positions = "line", [lines[i] for i in bad]
+        where = f"{_plural(len(bad), unit)} {_first_few(positions)}"
+        if n_nan:
+            counts += f" (empty or NaN {_plural(n_nan, 'cell')})"
+    if columns is not None:
+        bad_columns = [columns[j] for j in np.flatnonzero(~finite.all(axis=0))]
+        where += f"; {_plural(len(bad_columns), 'column')} {_first_few(bad_columns)}"
+    that = _plural(len(bad), f"that {unit}", f"those {unit}s")
+    raise DatasetError(f"{name}: split {split!r} holds {counts} in {len(bad)} of {len(x)} "
+                       f"examples ({where}); clean the file or drop {that}")
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    """``one`` if ``n == 1``, else ``many`` (default: ``one`` + "s")."""
+    return one if n == 1 else (many or f"{one}s")
+
+
+def _first_few(items: Sequence, limit: int = 5) -> str:
+    """Joins the first ``limit`` items with commas, then "..." if more."""
+    shown = [repr(i) if isinstance(i, str) else str(i) for i in items[:limit]]
+    return ", ".join(shown) + (", ..." if len(items) > limit else "")
 
 
 def _check_labels(name: str, split: str, y: np.ndarray | None,
