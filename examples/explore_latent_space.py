@@ -28,7 +28,7 @@ from sklearn.decomposition import PCA
 
 import tfpvae
 from tfpvae import evaluate
-from tfpvae import plots
+from tfpvae import figures as plots
 
 
 def encode_means(model, x, batch_size=1000):

@@ -18,7 +18,7 @@ import math
 import matplotlib.image
 
 import tfpvae
-from tfpvae import plots
+from tfpvae import figures as plots
 
 
 def main(argv=None):

@@ -31,7 +31,7 @@ import numpy as np
 from sklearn import datasets
 
 import tfpvae
-from tfpvae import plots
+from tfpvae import figures as plots
 from tfpvae import train
 from tfpvae.config import TrainConfig
 

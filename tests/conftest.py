@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
+# The developer tools (tools/benchmark.py, tools/docs_reference.py) are not
+# part of the package; the tests import them from the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
 import tfpvae
 from tfpvae import data
 from tfpvae.config import TrainConfig

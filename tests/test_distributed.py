@@ -19,7 +19,9 @@ import pytest
 import tensorflow as tf
 
 import tfpvae
-from tfpvae import saving
+from tfpvae import run_dir
+from tfpvae import evaluation
+from tfpvae import inputs
 from tfpvae import train
 
 from conftest import TINY, cli_env
@@ -41,17 +43,17 @@ import sys
 
 import numpy as np
 
-from tfpvae import saving, train
+from tfpvae import run_dir, train
 from tfpvae.config import TrainConfig
 
 models = []
-make_checkpoint = saving.make_checkpoint
+make_checkpoint = run_dir.make_checkpoint
 
 def capture(model, *args, **kwargs):
     models.append(model)
     return make_checkpoint(model, *args, **kwargs)
 
-saving.make_checkpoint = capture
+run_dir.make_checkpoint = capture
 train.train_and_evaluate(TrainConfig(**json.loads(sys.argv[1])), sys.argv[2])
 np.savez(sys.argv[3], *[v.numpy() for v in models[0].trainable_variables])
 """
@@ -63,7 +65,7 @@ def read_json(path):
 
 
 def latest_step(model_dir):
-    latest = tf.train.latest_checkpoint(saving.checkpoint_dir(model_dir))
+    latest = tf.train.latest_checkpoint(run_dir.checkpoint_dir(model_dir))
     return int(latest.rsplit("-", 1)[1]) if latest else None
 
 
@@ -95,11 +97,10 @@ def test_mirrored_run_resumes_and_evaluates_like_one_device(tiny_config,
 
     # The evaluation under the strategy is the single-device evaluation of
     # the checkpoint's weights.
-    evaluator = train.Evaluator(tfpvae.load(str(model_dir)), kl=mirrored["kl"],
-                                k=config.eval_k,
-                                batch_size=config.eval_batch_size,
-                                seed=config.seed)
-    results = evaluator(train.load_data(config))
+    evaluator = evaluation.Evaluator(
+        tfpvae.load(str(model_dir)), kl=mirrored["kl"], k=config.eval_k,
+        batch_size=config.eval_batch_size, seed=config.seed)
+    results = evaluator(*inputs.eval_arrays(train.load_data(config)))
     for key in ("elbo", "rate", "distortion", "iwae"):
         assert results[key] == pytest.approx(mirrored[f"eval_{key}"],
                                              rel=1e-6), key

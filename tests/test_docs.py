@@ -1,6 +1,7 @@
 """The documentation matches the code.
 
-* docs/cli.md is what `python -m tfpvae.cli_reference` generates now;
+* docs/cli.md and the VAE block of docs/api.md are what
+  `python tools/docs_reference.py` generates now;
 * every `python -m tfpvae.<module> ...` command in README.md and docs/ names a
   real module and parses with that module's absl flags (flagfiles included);
   every `examples/*.py` path exists and the flags given to it are its own;
@@ -28,7 +29,7 @@ import pytest
 from absl import flags
 
 import tfpvae
-from tfpvae import cli_reference
+import docs_reference as cli_reference
 
 from conftest import REPO
 
@@ -99,7 +100,8 @@ def shell_commands(path: Path) -> list[tuple[str, str]]:
     found += [(f"{path.name} (inline)", span) for span in code_spans(path)]
     commands = []
     for where, line in found:
-        for match in re.finditer(r"\bpython3? (-m tfpvae\.|examples/)", line):
+        for match in re.finditer(r"\bpython3? (-m tfpvae\.|examples/|tools/)",
+                                 line):
             commands.append((where, line[match.start():]))
     return commands
 
@@ -131,11 +133,20 @@ def test_cli_reference_is_up_to_date():
         f"`{cli_reference.REGENERATE}` (from the repository root).")
 
 
+def test_api_reference_of_the_vae_arguments_is_up_to_date():
+    current = _read(API)
+    assert current == cli_reference.render_api(current), (
+        f"docs/api.md's generated block differs from tfpvae.VAE; regenerate "
+        f"it with `{cli_reference.REGENERATE}` (from the repository root).")
+
+
 # --------------------------------------------------------------------------
 # Commands in the docs.
 
-MODULE_COMMANDS = [(w, c) for w, c in all_commands() if " -m " in c[:12]]
-EXAMPLE_COMMANDS = [(w, c) for w, c in all_commands() if " -m " not in c[:12]]
+MODULE_COMMANDS = [(w, c) for w, c in all_commands()
+                   if " -m " in c[:12] or " tools/" in c[:14]]
+EXAMPLE_COMMANDS = [(w, c) for w, c in all_commands()
+                    if (w, c) not in MODULE_COMMANDS]
 
 
 def test_docs_have_commands():
@@ -146,11 +157,14 @@ def test_docs_have_commands():
                          ids=[w for w, _ in MODULE_COMMANDS])
 def test_module_command_parses(where, command, monkeypatch):
     words = tokens_of(command)
-    module = words[2]
-    assert importlib.util.find_spec(module) is not None, (
-        f"{where}: no module {module}")
-    args = [w for w in words[3:]
-            if w.lstrip("-").split("=")[0] not in ABSL_FLAGS]
+    if words[1] == "-m":
+        module, args = words[2], words[3:]
+        assert importlib.util.find_spec(module) is not None, (
+            f"{where}: no module {module}")
+    else:  # A developer tool: python tools/<name>.py
+        module, args = words[1], words[2:]
+        assert (REPO / module).exists(), f"{where}: no file {module}"
+    args = [w for w in args if w.lstrip("-").split("=")[0] not in ABSL_FLAGS]
     for arg in args:
         if arg.startswith("--flagfile="):
             path = REPO / arg.split("=", 1)[1]
@@ -287,12 +301,16 @@ def _documented_names() -> set[str]:
 def test_every_public_member_of_vae_is_documented():
     documented = _documented_names()
     assert "tfpvae.VAE" in documented
-    members = [name for name, value in vars(tfpvae.VAE).items()
-               if not name.startswith("_") and (
-                   isinstance(value, (property, classmethod, staticmethod))
-                   or inspect.isfunction(value))]
-    missing = [m for m in members if f"tfpvae.VAE.{m}" not in documented]
-    assert not missing, f"document these VAE members in docs/api.md: {missing}"
+    missing = []
+    for cls in (tfpvae.VAE, tfpvae.LatentVariableModel):
+        members = [name for name, value in vars(cls).items()
+                   if not name.startswith("_") and (
+                       isinstance(value, (property, classmethod, staticmethod))
+                       or inspect.isfunction(value))]
+        missing += [m for m in members
+                    if f"tfpvae.VAE.{m}" not in documented
+                    and f"tfpvae.LatentVariableModel.{m}" not in documented]
+    assert not missing, f"document these model members in docs/api.md: {missing}"
 
 
 def _section(text: str, start: str) -> str:
@@ -412,3 +430,11 @@ def test_images_are_small_and_used():
         assert image.stat().st_size < MAX_IMAGE_BYTES, (
             f"{image.name} is {image.stat().st_size} bytes; optimise it")
         assert image.resolve() in used, f"{image.name} is not used in the docs"
+
+
+def test_the_model_family_page_shows_the_test_family_as_it_is():
+    page = _read(DOCS / "howto" / "model_family.md")
+    code = _read(REPO / "tests" / "linear_gaussian.py")
+    assert f"```python norun\n{code}```" in page, (
+        "docs/howto/model_family.md must show tests/linear_gaussian.py "
+        "verbatim; copy the file into its code block.")

@@ -28,7 +28,7 @@ from absl import flags
 
 import tfpvae
 from tfpvae import evaluate
-from tfpvae import saving
+from tfpvae import run_dir
 
 from conftest import linear_gaussian_vae
 
@@ -182,14 +182,14 @@ def model_dir(tmp_path_factory):
              valid=(rng.random((24,) + IMAGE) < 0.3).astype(np.uint8))
     directory = str(root / "run")
     model = tfpvae.VAE(latent_dim=2, data_shape=IMAGE + (1,), hidden_units=(16,))
-    saving.save_model_config(model, directory)
-    tf.train.CheckpointManager(saving.make_checkpoint(model),
-                               saving.checkpoint_dir(directory), 1).save()
+    run_dir.save_model_config(model, directory)
+    tf.train.CheckpointManager(run_dir.make_checkpoint(model),
+                               run_dir.checkpoint_dir(directory), 1).save()
     # Other weights as the "best" checkpoint (selection by validation).
     for v in model.trainable_variables:
         v.assign(v * 0.5)
-    tf.train.CheckpointManager(saving.make_checkpoint(model),
-                               saving.best_checkpoint_dir(directory), 1).save()
+    tf.train.CheckpointManager(run_dir.make_checkpoint(model),
+                               run_dir.best_checkpoint_dir(directory), 1).save()
     with open(os.path.join(directory, "flags.json"), "w") as f:
         json.dump({"dataset": str(data_path), "binarize": "none",
                    "likelihood": "bernoulli", "latent_dim": 2,
@@ -217,10 +217,10 @@ def test_cli_writes_evaluation_json(model_dir):
     assert written["split"] == "valid" and written["num_examples"] == 20
     assert written["k"] == 10 and written["seed"] == 5
     assert written["checkpoint"] == tf.train.latest_checkpoint(
-        saving.checkpoint_dir(model_dir))
+        run_dir.checkpoint_dir(model_dir))
     # The same weights and data as the library function gives.
     x = np.load(os.path.join(os.path.dirname(model_dir), "images.npz"))["valid"]
-    direct = evaluate.evaluate(saving.load(model_dir),
+    direct = evaluate.evaluate(run_dir.load(model_dir),
                                x[:20, :, :, None].astype(np.float32), k=10,
                                seed=5, batch_size=8, elbo_samples=2)
     assert direct["nll_nats"] == pytest.approx(written["nll_nats"], rel=1e-6)
@@ -233,7 +233,7 @@ def test_cli_evaluates_the_best_checkpoint_on_request(model_dir):
             "--elbo_samples=2")
     latest, best = run_cli(*args), run_cli(*args, "--best")
     assert best["checkpoint"] == tf.train.latest_checkpoint(
-        saving.best_checkpoint_dir(model_dir))
+        run_dir.best_checkpoint_dir(model_dir))
     assert best["nll_nats"] != latest["nll_nats"]
 
 

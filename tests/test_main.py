@@ -16,7 +16,7 @@ from absl import flags
 import tfpvae
 from tfpvae import config as config_lib
 from tfpvae import export
-from tfpvae import saving
+from tfpvae import run_dir
 from tfpvae import train
 from tfpvae.config import TrainConfig
 
@@ -51,7 +51,7 @@ def wait_for(condition, process, timeout=60.0):
 
 def latest_step(model_dir):
     """The global step of the latest checkpoint in model_dir, or None."""
-    latest = tf.train.latest_checkpoint(saving.checkpoint_dir(model_dir))
+    latest = tf.train.latest_checkpoint(run_dir.checkpoint_dir(model_dir))
     return int(latest.rsplit("-", 1)[1]) if latest else None
 
 

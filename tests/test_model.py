@@ -1,14 +1,15 @@
-"""The VAE model: construction, variables, sampling, errors, saving."""
+"""The VAE model: construction, variables, sampling, errors, run_dir."""
 
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 import tf_keras
 
 import tfpvae
-from tfpvae import saving
+from tfpvae import run_dir
 
 IMAGE = (6, 6, 1)
 
@@ -76,21 +77,23 @@ def test_distribution_types_and_shapes():
     model = small(latent_dim=3)
     x = binary_images(5)
     q = model.encode(x)
-    assert isinstance(q, tfpvae.model.tfd.MultivariateNormalDiag)
+    assert isinstance(q, tfp.distributions.MultivariateNormalDiag)
     assert q.batch_shape == [5] and q.event_shape == [3]
     p = model.decode(q.sample(4, seed=[0, 1]))
-    assert isinstance(p, tfpvae.model.tfd.Independent)
+    assert isinstance(p, tfp.distributions.Independent)
     assert p.batch_shape == [4, 5] and p.event_shape == IMAGE
     assert model.prior.event_shape == [3]
     out = model.elbo(x, n_samples=2, seed=0)
     assert isinstance(out, tfpvae.ELBOResult)
-    for t in out:
+    for t in (out.elbo, out.rate, out.distortion, out.objective,
+              *out.layer_rates):
         assert t.shape == (5,)
+    assert len(out.layer_rates) == 1
     flow_q = small(latent_dim=3, posterior_flow="iaf").encode(x)
     # tfd.TransformedDistribution(base, bijector) (TFP returns a private
     # subclass of Distribution for non-composite bijectors).
     assert "TransformedDistribution" in type(flow_q).__name__
-    assert isinstance(flow_q.distribution, tfpvae.model.tfd.MultivariateNormalDiag)
+    assert isinstance(flow_q.distribution, tfp.distributions.MultivariateNormalDiag)
     assert flow_q.batch_shape == [5] and flow_q.event_shape == [3]
 
 
@@ -181,9 +184,9 @@ def test_checkpoint_round_trip(tmp_path):
                   flow_context_units=2)
     for v in model.trainable_variables:
         v.assign(v + 0.01)
-    saving.save_model_config(model, str(tmp_path))
-    ckpt = saving.make_checkpoint(model)
-    manager = tf.train.CheckpointManager(ckpt, saving.checkpoint_dir(str(tmp_path)),
+    run_dir.save_model_config(model, str(tmp_path))
+    ckpt = run_dir.make_checkpoint(model)
+    manager = tf.train.CheckpointManager(ckpt, run_dir.checkpoint_dir(str(tmp_path)),
                                          max_to_keep=2)
     manager.save()
     loaded = tfpvae.load(str(tmp_path))
@@ -196,10 +199,10 @@ def test_checkpoint_round_trip(tmp_path):
 def test_load_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a tfpvae model directory"):
         tfpvae.load(str(tmp_path))
-    saving.save_model_config(small(), str(tmp_path))
+    run_dir.save_model_config(small(), str(tmp_path))
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
         tfpvae.load(str(tmp_path))
-    assert os.path.exists(tmp_path / saving.MODEL_CONFIG_FILE)
+    assert os.path.exists(tmp_path / run_dir.MODEL_CONFIG_FILE)
 
 
 def test_conv_handles_sizes_that_do_not_divide():

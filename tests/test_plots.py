@@ -23,8 +23,8 @@ from matplotlib import image as mpimg
 import tfpvae
 from tfpvae import data
 from tfpvae import plot
-from tfpvae import plots
-from tfpvae import saving
+from tfpvae import figures as plots
+from tfpvae import run_dir
 
 IMAGE = (6, 6)
 HISTORY = [dict(step=10 * e, epoch=float(e), train_loss=-(-90.0 + 20 / e),
@@ -49,9 +49,9 @@ def tiny_model(latent_dim=2, data_shape=IMAGE + (1,), **kwargs):
 
 def save_run(model, directory, dataset_path, history=HISTORY):
     """Writes a model directory as the trainer would."""
-    saving.save_model_config(model, directory)
-    tf.train.CheckpointManager(saving.make_checkpoint(model),
-                               saving.checkpoint_dir(directory), 1).save()
+    run_dir.save_model_config(model, directory)
+    tf.train.CheckpointManager(run_dir.make_checkpoint(model),
+                               run_dir.checkpoint_dir(directory), 1).save()
     config = model.get_config()
     with open(os.path.join(directory, "flags.json"), "w") as f:
         json.dump({"dataset": str(dataset_path), "binarize": "none",
@@ -282,7 +282,7 @@ def test_grids_span_the_chosen_dims_with_the_rest_fixed():
     model = tiny_model(latent_dim=4)
     decoded = []
     decode = model.decode
-    model.decode = lambda z: decoded.append(np.asarray(z)) or decode(z)
+    model.decode = lambda z, labels=None: decoded.append(np.asarray(z)) or decode(z)
     values = np.array([-1.0, 0.0, 2.0], np.float32)
     fix = np.array([7.0, 8.0, 9.0, 10.0], np.float32)
     plots.manifold_figure(model, values, dims=(1, 3), base=fix, title="t")
@@ -382,9 +382,9 @@ def test_cli_draws_the_best_checkpoint_on_request(image_run, tmp_path):
     other = tiny_model()
     for v in other.trainable_variables:
         v.assign(v + 0.5)
-    best_dir = saving.best_checkpoint_dir(directory)
+    best_dir = run_dir.best_checkpoint_dir(directory)
     try:
-        tf.train.CheckpointManager(saving.make_checkpoint(other), best_dir,
+        tf.train.CheckpointManager(run_dir.make_checkpoint(other), best_dir,
                                    1).save()
         args = ("--which=decoded_z", "--z=0.5,-1", "--seed=3")
         latest = read_png(run_cli(f"--model_dir={directory}", *args)[0])

@@ -9,7 +9,9 @@ import tensorflow as tf
 from absl import logging
 
 import tfpvae
-from tfpvae import saving
+from tfpvae import run_dir
+from tfpvae import evaluation
+from tfpvae import main
 from tfpvae import train
 from tfpvae.config import TrainConfig
 
@@ -21,19 +23,19 @@ HISTORY_KEYS = {
 
 
 def read_history(model_dir):
-    with open(os.path.join(model_dir, train.HISTORY_FILE)) as f:
+    with open(os.path.join(model_dir, run_dir.HISTORY_FILE)) as f:
         return [json.loads(line) for line in f]
 
 
 def read_metrics(model_dir):
-    with open(os.path.join(model_dir, train.METRICS_FILE)) as f:
+    with open(os.path.join(model_dir, run_dir.METRICS_FILE)) as f:
         return json.load(f)
 
 
 def summary_tags(model_dir, which):
     """{tag: [steps]} of the TensorBoard event files of `which` (train/eval)."""
     tags = {}
-    folder = os.path.join(model_dir, train.TENSORBOARD_SUBDIR, which)
+    folder = os.path.join(model_dir, run_dir.TENSORBOARD_SUBDIR, which)
     for name in os.listdir(folder):
         for event in tf.compat.v1.train.summary_iterator(
                 os.path.join(folder, name)):
@@ -58,7 +60,7 @@ def test_run_leaves_a_complete_reloadable_model_dir(tiny_config, tmp_path):
     model_dir = str(tmp_path / "run")
     config = tiny_config(max_steps=60, eval_every=25, log_every=20,
                          checkpoint_every=10, keep_checkpoints=2, plots=True)
-    metrics = train.train_and_evaluate(config, model_dir)
+    metrics = main.run(config, model_dir)
     for name in ("loss_curves", "latent_space", "manifold_linear",
                  "manifold_inverse_cdf", "traversal_dim0", "reconstructions",
                  "prior_samples"):
@@ -67,7 +69,7 @@ def test_run_leaves_a_complete_reloadable_model_dir(tiny_config, tmp_path):
     for name in ("model_config.json", "flags.txt", "flags.json",
                  "history.jsonl", "metrics.json"):
         assert os.path.exists(os.path.join(model_dir, name)), name
-    manager_state = tf.train.get_checkpoint_state(saving.checkpoint_dir(model_dir))
+    manager_state = tf.train.get_checkpoint_state(run_dir.checkpoint_dir(model_dir))
     assert manager_state.model_checkpoint_path.endswith("ckpt-60")
     assert len(manager_state.all_model_checkpoint_paths) == 2  # --keep_checkpoints
 
@@ -163,7 +165,7 @@ def test_history_written_after_the_last_checkpoint_is_dropped(tiny_config,
     model_dir = str(tmp_path / "run")
     config = tiny_config(max_steps=4, eval_every=2)
     train.train_and_evaluate(config, model_dir)
-    path = os.path.join(model_dir, train.HISTORY_FILE)
+    path = os.path.join(model_dir, run_dir.HISTORY_FILE)
     with open(path, "a") as f:  # As if killed after evaluating step 6 ...
         f.write(json.dumps({"step": 6}) + "\n" + '{"step": 8, "tor')  # ... and 8.
     train.train_and_evaluate(config.replace(max_steps=6), model_dir)
@@ -200,7 +202,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config,
     config = tiny_config(learning_rate=1e30, max_steps=20, checkpoint_every=1)
     with pytest.raises(train.TrainingDiverged, match="the loss became"):
         train.train_and_evaluate(config, model_dir)
-    latest = tf.train.latest_checkpoint(saving.checkpoint_dir(model_dir))
+    latest = tf.train.latest_checkpoint(run_dir.checkpoint_dir(model_dir))
     assert latest is not None
     model = tfpvae.load(model_dir)
     assert all(np.all(np.isfinite(v.numpy())) for v in model.variables)
@@ -232,9 +234,9 @@ def test_every_trainable_variable_changes(overrides, tiny_config):
     dataset = train.load_data(config)
     model = train.build_model(config, dataset.data_shape)
     optimizer = train.build_optimizer(config)
-    train._base_optimizer(optimizer).build(model.trainable_variables)
+    train.base_optimizer(optimizer).build(model.trainable_variables)
     step_fn = train.make_train_step(
-        model, optimizer, None, kl=train.resolve_kl(config, model),
+        model, optimizer, None, kl=evaluation.resolve_kl(config.kl, model),
         n_samples=config.n_samples, global_batch_size=config.batch_size,
         seed=0, jit_compile=config.jit_compile)
     before = [v.numpy().copy() for v in model.trainable_variables]
@@ -329,7 +331,7 @@ def test_xla_failure_falls_back_with_one_warning(monkeypatch):
     warnings = []
     monkeypatch.setattr(logging, "warning",
                         lambda msg, *args: warnings.append(msg % args))
-    step = train._XlaFallback(build, jit_compile=True)
+    step = train.XlaFallback(build, jit_compile=True)
     assert float(step(tf.constant(1.0))) == 2.0
     assert float(step(tf.constant(2.0))) == 4.0
     assert len(warnings) == 1 and "without --jit_compile" in warnings[0]
@@ -365,12 +367,12 @@ def test_best_checkpoint_is_the_best_evaluation(tiny_config, tmp_path):
     best_step = history[int(np.argmax(scores))]["step"]
     assert metrics["best_step"] == best_step
     assert metrics["best_eval_iwae"] == max(scores)
-    path = tf.train.latest_checkpoint(saving.best_checkpoint_dir(model_dir))
+    path = tf.train.latest_checkpoint(run_dir.best_checkpoint_dir(model_dir))
     assert path.endswith(f"ckpt-{best_step}")
     # The best model holds the weights that were evaluated at that step.
     best_model = tfpvae.load(model_dir, best=True)
     at_step = tfpvae.load(model_dir, checkpoint=os.path.join(
-        saving.checkpoint_dir(model_dir), f"ckpt-{best_step}"))
+        run_dir.checkpoint_dir(model_dir), f"ckpt-{best_step}"))
     for a, b in zip(best_model.variables, at_step.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
@@ -444,14 +446,14 @@ def test_nan_inside_a_multi_step_call_names_its_step(tiny_config, tmp_path):
 def test_plots_and_export_use_the_best_checkpoint(tiny_config, tmp_path,
                                                   monkeypatch):
     loads = []
-    load = saving.load
+    load = run_dir.load
 
     def recording_load(model_dir, checkpoint=None, best=False):
         loads.append(best)
         return load(model_dir, checkpoint, best=best)
 
-    monkeypatch.setattr(saving, "load", recording_load)
+    monkeypatch.setattr(run_dir, "load", recording_load)
     model_dir = str(tmp_path / "run")
-    train.train_and_evaluate(tiny_config(export=True), model_dir)
+    main.run(tiny_config(export=True), model_dir)
     assert loads == [True]
-    assert os.path.isdir(os.path.join(model_dir, train.SAVED_MODEL_SUBDIR))
+    assert os.path.isdir(os.path.join(model_dir, run_dir.SAVED_MODEL_SUBDIR))

@@ -1,24 +1,31 @@
-"""The training configuration and its absl command-line flags.
+"""Every setting of tfpvae, written once: its default, help text and checks.
 
-`TrainConfig` holds every choice of a training run: the model (the arguments
-of `tfpvae.VAE`), the objective, the optimisation, the data and the
-bookkeeping. `train.train_and_evaluate(config, model_dir)` runs it.
+A setting is one field of `ModelConfig` (the model's hyperparameters, the
+arguments of `tfpvae.VAE`) or of `TrainConfig` (all of `ModelConfig`, plus
+the objective, the optimisation, the data, the evaluation and the
+bookkeeping of a run), declared with `setting(default, help, kind=...)`.
+Everything else derives from the fields:
 
-`define_flags(flag_values)` defines one absl flag per field, with the field's
-default and a help text, plus `--model_dir` and `--cpu_devices`, and registers
-validators, so that an invalid value or combination stops `python -m
-tfpvae.main` with absl's usage error before any work starts. Importing this
-module defines nothing; the help text of every flag is available without
-running anything:
+* `define_flags(flag_values)` defines one absl flag per field (enum
+  settings as `DEFINE_enum`, integer lists as `DEFINE_list`), plus
+  `--model_dir` and `--cpu_devices`, and registers the checks as
+  validators, so that an invalid value or combination stops `python -m
+  tfpvae.main` with absl's usage error before any work starts;
+* building a `TrainConfig` or `ModelConfig` in Python runs the same checks
+  with the same one-line messages;
+* `model_config.json` holds the `ModelConfig` fields of a model, and the
+  model is built from them (`tfpvae.models.build_model`);
+* docs/cli.md and the argument table of `tfpvae.VAE` in docs/api.md are
+  generated from the fields (`python tools/docs_reference.py`).
+
+Importing this module defines no flag; the help of every flag is available
+without running anything:
 
     from absl import flags
     from tfpvae import config
     flag_values = flags.FlagValues()
     config.define_flags(flag_values)
     print(flag_values.get_help())
-
-The same checks (`RULES`) validate a `TrainConfig` built in Python, so a test
-or a notebook gets the same messages as the command line.
 
 Three defaults choose for the user:
 
@@ -39,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import flags
 
@@ -49,103 +56,154 @@ from tfpvae import likelihoods as likelihoods_lib
 from tfpvae import networks
 from tfpvae import priors as priors_lib
 
-#: The valid values of every enum-valued setting.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "likelihood": tuple(likelihoods_lib.LIKELIHOODS),
-    "architecture": tuple(networks.ARCHITECTURES),
-    "activation": tuple(sorted(networks.ACTIVATIONS)),
-    "prior": tuple(priors_lib.PRIORS),
-    "posterior_flow": ("none",) + tuple(flows_lib.FLOWS),
-    "kl": ("auto", "analytic", "mc"),
-    "optimizer": ("adam", "rmsprop", "sgd"),
-    "lr_schedule": ("constant", "cosine"),
-    "binarize": ("auto",) + tuple(data.BINARIZE_CHOICES),
-    "mixed_precision": ("none", "mixed_bfloat16", "mixed_float16"),
-    "strategy": ("default", "mirrored", "multi_worker"),
-}
+#: A check of one value: returns an error message, or None when it is valid.
+Check = Callable[[Any], "str | None"]
 
-#: Settings that are lists of integers (comma-separated on the command line).
-INT_LISTS = ("hidden_units", "flow_hidden_units", "conv_filters", "digits")
-
-#: Settings that are true, false or "auto" (the program decides).
-BOOL_OR_AUTO = ("jit_compile",)
+#: How a setting is typed on the command line and stored.
+KINDS = ("int", "float", "str", "bool", "enum", "ints", "sizes",
+         "bool_or_auto")
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of a training run; each field is the flag of its name.
+def setting(default, help: str, *, kind: str, choices: Sequence[str] = (),
+            low: float | None = None, above: float | None = None,
+            check: Check | None = None):
+    """Declares a setting: a dataclass field with its flag's metadata.
 
-    See `define_flags` (or `python -m tfpvae.main --helpfull`) for what each
-    field means. Invalid values raise ValueError with the message the
-    command line would print.
+    Args:
+        default: The default value.
+        help: The flag's help text (and the docs' description).
+        kind: One of `KINDS`: "enum" takes one of `choices`; "ints" is a
+            comma-separated list of integers (a tuple); "sizes" is one
+            integer or several (an int, or a tuple of ints);
+            "bool_or_auto" is true, false or "auto".
+        choices: The valid values of an "enum" setting.
+        low: Smallest valid value (of each entry, for lists).
+        above: The value must be greater than this.
+        check: Any other check of the value alone.
     """
+    if kind not in KINDS:
+        raise ValueError(f"Unknown setting kind {kind!r}; choose one of {KINDS}.")
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, kind=kind, choices=tuple(choices), low=low, above=above,
+        check=check))
 
-    # Model.
-    latent_dim: int = 20
-    likelihood: str = "bernoulli"
-    architecture: str = "mlp"
-    hidden_units: tuple[int, ...] = (500, 500)
-    activation: str = "relu"
-    conv_filters: tuple[int, ...] = (32, 64)
-    gaussian_scale: str = "learned"
-    prior: str = "normal"
-    mixture_components: int = 10
-    posterior_flow: str = "none"
-    flow_layers: int = 4
-    flow_hidden_units: tuple[int, ...] = (256, 256)
-    flow_context_units: int = 0
-    epsilon_std: float = 1.0
-    # Objective.
-    kl: str = "auto"
-    beta: float = 1.0
-    kl_warmup_steps: int = 0
-    n_samples: int = 1
-    # Optimisation.
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    lr_schedule: str = "constant"
-    lr_decay_epochs: int = 0
-    batch_size: int = 100
-    epochs: int = 20
-    max_steps: int = 0
-    jit_compile: bool | str = "auto"
-    mixed_precision: str = "none"
-    strategy: str = "default"
-    steps_per_execution: int = 10
-    seed: int = 0
-    # Data.
-    dataset: str = "mnist"
-    data_dir: str = ""
-    digits: tuple[int, ...] = ()
-    binarize: str = "auto"
-    validation_fraction: float = 0.1
-    label_column: str = ""
-    standardize: bool = True
-    # Evaluation, logging, checkpoints, export.
-    eval_every: int = 0
-    eval_k: int = 10
-    eval_batch_size: int = 500
-    log_every: int = 100
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    early_stopping_patience: int = 0
-    export: bool = False
-    plots: bool = True
+
+# --------------------------------------------------------------------------
+# Checks of single values.
+
+def parse_bool_or_auto(value) -> bool | str | None:
+    """True, False or "auto" from a bool or its spelling; None if invalid."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    return {"true": True, "t": True, "1": True, "yes": True,
+            "false": False, "f": False, "0": False, "no": False}.get(text)
+
+
+def _check_gaussian_scale(scale) -> str | None:
+    if scale in ("learned", "decoder"):
+        return None
+    try:
+        if float(scale) > 0:
+            return None
+    except (TypeError, ValueError):
+        pass
+    return (f"--gaussian_scale must be 'learned', 'decoder' or a positive "
+            f"number (a fixed scale: squared-error loss); got {scale!r}.")
+
+
+def _check_seed(seed: int) -> str | None:
+    if not 0 <= seed < 2 ** 31:
+        return f"--seed must be in [0, 2**31 - 1]; got {seed}."
+    return None
+
+
+def _check_fraction(fraction: float) -> str | None:
+    if not 0 < fraction < 1:
+        return f"--validation_fraction must be in (0, 1); got {fraction}."
+    return None
+
+
+def _value_checks(field: dataclasses.Field) -> list[Check]:
+    """The checks that the metadata of `field` declares."""
+    meta, name = field.metadata, field.name
+    checks = []
+    if meta["kind"] == "enum":
+        def one_of(value, choices=meta["choices"]):
+            if value not in choices:
+                return (f"--{name}={value!r} is not valid; choose one of "
+                        f"{', '.join(choices)}.")
+            return None
+        checks.append(one_of)
+    if meta["kind"] in ("ints", "sizes"):
+        low = int(meta["low"] or 0)
+
+        def int_list(values, low=low):
+            values = values if isinstance(values, (list, tuple)) else [values]
+            for v in values:
+                text = str(v).strip()
+                if not re.fullmatch(r"[+-]?\d+", text) or int(text) < low:
+                    return (f"--{name} must be a comma-separated list of "
+                            f"integers >= {low}; got "
+                            f"{','.join(map(str, values))!r}.")
+            if meta["kind"] == "sizes" and not values:
+                return f"--{name} needs at least one size."
+            return None
+        checks.append(int_list)
+    elif meta["low"] is not None:
+        checks.append(lambda value, low=meta["low"]: (
+            None if value >= low else f"--{name} must be >= {low:g}; got {value}."))
+    if meta["above"] is not None:
+        checks.append(lambda value, above=meta["above"]: (
+            None if value > above else f"--{name} must be > {above:g}; got {value}."))
+    if meta["kind"] == "bool_or_auto":
+        checks.append(lambda value: (
+            None if parse_bool_or_auto(value) is not None
+            else f"--{name} must be true, false or auto; got {value!r}."))
+    if meta["check"] is not None:
+        checks.append(meta["check"])
+    return checks
+
+
+def _normalise(field: dataclasses.Field, value):
+    """The stored form of a valid value: tuples of ints for lists, an int
+    for one size, True/False/"auto" for bool_or_auto."""
+    kind = field.metadata["kind"]
+    if kind == "ints":
+        return tuple(int(v) for v in value)
+    if kind == "sizes":
+        values = value if isinstance(value, (list, tuple)) else [value]
+        values = tuple(int(v) for v in values)
+        return values[0] if len(values) == 1 else values
+    if kind == "bool_or_auto":
+        return parse_bool_or_auto(value)
+    if kind == "str":
+        return str(value)
+    return value
+
+
+class _Settings:
+    """What `ModelConfig` and `TrainConfig` share: checks and conversions."""
+
+    #: Checks of several settings together: (setting names, check).
+    RULES: tuple = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "gaussian_scale", str(self.gaussian_scale))
-        values = dataclasses.asdict(self)
-        for names, rule in RULES:
-            message = rule(*(values[n] for n in names))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            for check in _value_checks(field):
+                message = check(value)
+                if message:
+                    raise ValueError(message)
+            object.__setattr__(self, field.name, _normalise(field, value))
+        for names, rule in self.RULES:
+            message = rule(*(getattr(self, n) for n in names))
             if message:
                 raise ValueError(message)
-        for name in BOOL_OR_AUTO:
-            object.__setattr__(self, name, parse_bool_or_auto(getattr(self, name)))
-        for name in INT_LISTS:
-            object.__setattr__(self, name,
-                               tuple(int(v) for v in getattr(self, name)))
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes):
         """Returns a copy with `changes` applied (and validated)."""
         return dataclasses.replace(self, **changes)
 
@@ -167,87 +225,7 @@ class TrainConfig:
 
 
 # --------------------------------------------------------------------------
-# Validation rules: (setting names, check). A check takes the values of its
-# settings and returns an error message, or None when they are valid.
-
-def _one_of(name: str) -> Callable[[str], str | None]:
-    def check(value):
-        if value not in CHOICES[name]:
-            return (f"--{name}={value!r} is not valid; choose one of "
-                    f"{', '.join(CHOICES[name])}.")
-        return None
-    return check
-
-
-def _at_least(name: str, low: float) -> Callable[[float], str | None]:
-    def check(value):
-        if not value >= low:
-            return f"--{name} must be >= {low:g}; got {value}."
-        return None
-    return check
-
-
-def _positive(name: str) -> Callable[[float], str | None]:
-    def check(value):
-        if not value > 0:
-            return f"--{name} must be > 0; got {value}."
-        return None
-    return check
-
-
-def _int_list(name: str, low: int) -> Callable[[Sequence], str | None]:
-    def check(values):
-        for v in values:
-            text = str(v).strip()
-            if not re.fullmatch(r"[+-]?\d+", text) or int(text) < low:
-                return (f"--{name} must be a comma-separated list of integers "
-                        f">= {low}; got {','.join(map(str, values))!r}.")
-        return None
-    return check
-
-
-def parse_bool_or_auto(value) -> bool | str | None:
-    """True, False or "auto" from a bool or its spelling; None if invalid."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text == "auto":
-        return "auto"
-    return {"true": True, "t": True, "1": True, "yes": True,
-            "false": False, "f": False, "0": False, "no": False}.get(text)
-
-
-def _bool_or_auto(name: str) -> Callable[[object], str | None]:
-    def check(value):
-        if parse_bool_or_auto(value) is None:
-            return f"--{name} must be true, false or auto; got {value!r}."
-        return None
-    return check
-
-
-def _check_gaussian_scale(scale: str) -> str | None:
-    if scale in ("learned", "decoder"):
-        return None
-    try:
-        if float(scale) > 0:
-            return None
-    except ValueError:
-        pass
-    return (f"--gaussian_scale must be 'learned', 'decoder' or a positive "
-            f"number (a fixed scale: squared-error loss); got {scale!r}.")
-
-
-def _check_seed(seed: int) -> str | None:
-    if not 0 <= seed < 2 ** 31:
-        return f"--seed must be in [0, 2**31 - 1]; got {seed}."
-    return None
-
-
-def _check_fraction(fraction: float) -> str | None:
-    if not 0 < fraction < 1:
-        return f"--validation_fraction must be in (0, 1); got {fraction}."
-    return None
-
+# Checks of several settings.
 
 def _check_kl(kl: str, prior: str, posterior_flow: str) -> str | None:
     if kl != "analytic":
@@ -263,10 +241,17 @@ def _check_kl(kl: str, prior: str, posterior_flow: str) -> str | None:
     return None
 
 
-def _check_realnvp(posterior_flow: str, latent_dim: int) -> str | None:
-    if posterior_flow == "realnvp" and latent_dim < 2:
+def _check_realnvp(posterior_flow: str, latent_dim) -> str | None:
+    sizes = latent_dim if isinstance(latent_dim, tuple) else (latent_dim,)
+    if posterior_flow == "realnvp" and sizes[-1] < 2:
         return (f"--posterior_flow=realnvp needs --latent_dim >= 2; got "
                 f"{latent_dim}. Use --posterior_flow=iaf for a 1-D latent.")
+    return None
+
+
+def _check_conv(architecture: str, conv_filters: Sequence) -> str | None:
+    if architecture == "conv" and not conv_filters:
+        return "--architecture=conv needs at least one --conv_filters entry."
     return None
 
 
@@ -287,201 +272,247 @@ def _check_lr_decay(lr_schedule: str, lr_decay_epochs: int, epochs: int,
     return None
 
 
-def _check_conv(architecture: str, conv_filters: Sequence) -> str | None:
-    if architecture == "conv" and not conv_filters:
-        return "--architecture=conv needs at least one --conv_filters entry."
-    return None
+# --------------------------------------------------------------------------
+# The settings.
+
+_ACTIVATIONS = tuple(sorted(networks.ACTIVATIONS))
 
 
-RULES: list[tuple[tuple[str, ...], Callable[..., str | None]]] = [
-    *(((name,), _one_of(name)) for name in CHOICES),
-    *(((name,), _int_list(name, 1)) for name in
-      ("hidden_units", "flow_hidden_units", "conv_filters")),
-    (("digits",), _int_list("digits", 0)),
-    (("latent_dim",), _at_least("latent_dim", 1)),
-    (("mixture_components",), _at_least("mixture_components", 1)),
-    (("flow_layers",), _at_least("flow_layers", 1)),
-    (("flow_context_units",), _at_least("flow_context_units", 0)),
-    (("epsilon_std",), _positive("epsilon_std")),
-    (("gaussian_scale",), _check_gaussian_scale),
-    (("beta",), _at_least("beta", 0)),
-    (("kl_warmup_steps",), _at_least("kl_warmup_steps", 0)),
-    (("n_samples",), _at_least("n_samples", 1)),
-    (("learning_rate",), _positive("learning_rate")),
-    (("lr_decay_epochs",), _at_least("lr_decay_epochs", 0)),
-    (("batch_size",), _at_least("batch_size", 1)),
-    (("epochs",), _at_least("epochs", 0)),
-    (("max_steps",), _at_least("max_steps", 0)),
-    (("steps_per_execution",), _at_least("steps_per_execution", 1)),
-    (("seed",), _check_seed),
-    (("validation_fraction",), _check_fraction),
-    *(((name,), _bool_or_auto(name)) for name in BOOL_OR_AUTO),
-    (("eval_every",), _at_least("eval_every", 0)),
-    (("eval_k",), _at_least("eval_k", 0)),
-    (("eval_batch_size",), _at_least("eval_batch_size", 1)),
-    (("log_every",), _at_least("log_every", 1)),
-    (("checkpoint_every",), _at_least("checkpoint_every", 0)),
-    (("keep_checkpoints",), _at_least("keep_checkpoints", 1)),
-    (("early_stopping_patience",), _at_least("early_stopping_patience", 0)),
-    (("kl", "prior", "posterior_flow"), _check_kl),
-    (("posterior_flow", "latent_dim"), _check_realnvp),
-    (("epochs", "max_steps"), _check_length),
-    (("architecture", "conv_filters"), _check_conv),
-    (("lr_schedule", "lr_decay_epochs", "epochs", "max_steps"),
-     _check_lr_decay),
-]
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Settings):
+    """The hyperparameters of a model: the arguments of `tfpvae.VAE`.
+
+    Each field is also the flag of its name; invalid values raise
+    ValueError with the message the command line would print.
+    """
+
+    latent_dim: int = setting(
+        20, "Dimension of the latent variable z.", kind="int", low=1)
+    likelihood: str = setting(
+        "bernoulli", "Observation model p(x|z): bernoulli (binary data), "
+        "continuous_bernoulli (grayscale in [0, 1]) or gaussian.",
+        kind="enum", choices=likelihoods_lib.LIKELIHOODS)
+    architecture: str = setting(
+        "mlp", "Encoder/decoder networks: mlp, or conv (strided "
+        "convolutions; images only).", kind="enum",
+        choices=networks.ARCHITECTURES)
+    hidden_units: tuple[int, ...] = setting(
+        (500, 500), "Widths of the dense hidden layers of the encoder (the "
+        "decoder mirrors them), e.g. 500,500. With conv they follow the "
+        "convolutions.", kind="ints", low=1)
+    activation: str = setting(
+        "relu", "Hidden-layer activation.", kind="enum", choices=_ACTIVATIONS)
+    conv_filters: tuple[int, ...] = setting(
+        (32, 64), "Filters of the stride-2 convolutions (architecture=conv).",
+        kind="ints", low=1)
+    gaussian_scale: str = setting(
+        "learned", "Scale of the gaussian likelihood: 'learned' (one per "
+        "data dimension), 'decoder' (predicted per example) or a fixed "
+        "number (0.70710678 makes -log p(x|z) the summed squared error plus "
+        "a constant).", kind="str", check=_check_gaussian_scale)
+    prior: str = setting(
+        "normal", "Prior p(z): normal, mixture (learned mixture of "
+        "Gaussians) or vamp (VampPrior; pseudo-inputs start at training "
+        "examples).", kind="enum", choices=priors_lib.PRIORS)
+    mixture_components: int = setting(
+        10, "Components of the mixture prior / pseudo-inputs of the "
+        "VampPrior.", kind="int", low=1)
+    posterior_flow: str = setting(
+        "none", "Normalizing flow on q(z|x): none, iaf, maf or realnvp.",
+        kind="enum", choices=("none", *flows_lib.FLOWS))
+    flow_layers: int = setting(
+        4, "Number of flow layers.", kind="int", low=1)
+    flow_hidden_units: tuple[int, ...] = setting(
+        (256, 256), "Hidden widths of each flow layer's network.",
+        kind="ints", low=1)
+    flow_context_units: int = setting(
+        0, "Size of the context vector h(x) the encoder feeds the flow (IAF "
+        "with context); 0 = unconditional.", kind="int", low=0)
+    epsilon_std: float = setting(
+        1.0, "Std of the reparameterisation noise during training; 1 is the "
+        "true ELBO, other values reproduce the old Keras tutorial (see "
+        "tfpvae.models.vae).", kind="float", above=0)
+
+    RULES = (
+        (("posterior_flow", "latent_dim"), _check_realnvp),
+        (("architecture", "conv_filters"), _check_conv),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(ModelConfig):
+    """Every setting of a training run; each field is the flag of its name.
+
+    The model's fields come first (`ModelConfig`). See `define_flags` (or
+    `python -m tfpvae.main --helpfull`) for what each field means.
+    """
+
+    # Objective.
+    kl: str = setting(
+        "auto", "KL term of the ELBO: analytic (closed form; normal prior "
+        "and no flow only), mc (Monte Carlo, any model), or auto: analytic "
+        "when the model has one, else mc.", kind="enum",
+        choices=("auto", "analytic", "mc"))
+    beta: float = setting(
+        1.0, "Weight of the KL term (beta-VAE); 1 is the ELBO.", kind="float",
+        low=0)
+    kl_warmup_steps: int = setting(
+        0, "Steps over which the KL weight ramps linearly from 0 to --beta; "
+        "0 = no warm-up.", kind="int", low=0)
+    n_samples: int = setting(
+        1, "Importance samples k of the training bound: 1 trains the ELBO, "
+        "k > 1 the IWAE bound.", kind="int", low=1)
+    # Optimisation.
+    optimizer: str = setting(
+        "adam", "Optimizer (tf_keras).", kind="enum",
+        choices=("adam", "rmsprop", "sgd"))
+    learning_rate: float = setting(
+        1e-3, "(Initial) learning rate.", kind="float", above=0)
+    lr_schedule: str = setting(
+        "constant", "constant, or cosine decay to 0 (over the last "
+        "--lr_decay_epochs epochs). The rate follows the flags also when a "
+        "run is resumed with other ones.", kind="enum",
+        choices=("constant", "cosine"))
+    lr_decay_epochs: int = setting(
+        0, "With --lr_schedule=cosine: the rate is constant, then decays "
+        "over the last this many epochs of the run (0: over the whole run). "
+        "Resume a run with a larger --epochs and this to anneal it.",
+        kind="int", low=0)
+    batch_size: int = setting(
+        100, "Global batch size (summed over replicas).", kind="int", low=1)
+    epochs: int = setting(
+        20, "Training epochs; ignored when --max_steps > 0.", kind="int",
+        low=0)
+    max_steps: int = setting(
+        0, "Total training steps; overrides --epochs when > 0. A run resumed "
+        "with a larger value trains on.", kind="int", low=0)
+    jit_compile: bool | str = setting(
+        "auto", "Compile the training step with XLA: true, false, or auto: "
+        "on where python tools/benchmark.py measured it faster (MLP "
+        "networks trained on the ELBO, with or without a flow posterior: "
+        "~1.3x on CPU), off where it measured slower (conv networks, IWAE "
+        "with --n_samples > 1, mixed_bfloat16, whose AMX matmuls XLA does "
+        "not use). If XLA cannot compile the step, training continues "
+        "without it after one log line. See docs/performance.md.",
+        kind="bool_or_auto")
+    mixed_precision: str = setting(
+        "none", "Compute the networks in reduced precision (distributions "
+        "stay float32); mixed_float16 adds dynamic loss scaling.",
+        kind="enum", choices=("none", "mixed_bfloat16", "mixed_float16"))
+    strategy: str = setting(
+        "default", "tf.distribute strategy: default (one device), mirrored "
+        "(all local devices; see --cpu_devices) or multi_worker "
+        "(MultiWorkerMirroredStrategy, cluster from TF_CONFIG).",
+        kind="enum", choices=("default", "mirrored", "multi_worker"))
+    steps_per_execution: int = setting(
+        10, "Training steps per call of the compiled training loop: the "
+        "steps between two evaluations, logs or checkpoints run in calls of "
+        "up to this many steps, which saves the Python and input-pipeline "
+        "overhead of every step (as Keras' steps_per_execution). The same "
+        "updates as 1; 1 = one step per call.", kind="int", low=1)
+    seed: int = setting(
+        0, "Seed of the initialisation, the data order and every random "
+        "draw; runs with the same seed and flags give the same losses on "
+        "CPU.", kind="int", check=_check_seed)
+    # Data.
+    dataset: str = setting(
+        "mnist", "tensorflow_datasets name (mnist, binarized_mnist, "
+        "fashion_mnist, ...), sklearn_digits (8x8 digits, offline), or a "
+        "local .npz/.npy/.csv/.amat file or MNIST IDX folder.", kind="str")
+    data_dir: str = setting(
+        "", "tensorflow_datasets data directory ('' = tfds default).",
+        kind="str")
+    digits: tuple[int, ...] = setting(
+        (), "Keep only these labels, e.g. 1,8 ('' = all).", kind="ints",
+        low=0)
+    binarize: str = setting(
+        "auto", "auto (dynamic for a bernoulli likelihood on non-binary "
+        "images, else none), none, static (binarize once) or dynamic (fresh "
+        "binary sample of each training batch every epoch).", kind="enum",
+        choices=("auto", *data.BINARIZE_CHOICES))
+    validation_fraction: float = setting(
+        0.1, "Fraction of the training data held out for evaluation when "
+        "the dataset has no validation split.", kind="float",
+        check=_check_fraction)
+    label_column: str = setting(
+        "", "Column of a .csv dataset holding labels ('' = none).",
+        kind="str")
+    standardize: bool = setting(
+        True, "Standardise tabular data with the training mean and std.",
+        kind="bool")
+    # Evaluation, logging, checkpoints, export.
+    eval_every: int = setting(
+        0, "Evaluate on the held-out split every this many steps; 0 = at the "
+        "end of every epoch. Training always ends with an evaluation.",
+        kind="int", low=0)
+    eval_k: int = setting(
+        10, "Importance samples of the evaluation IWAE bound on log p(x); 0 "
+        "= ELBO only.", kind="int", low=0)
+    eval_batch_size: int = setting(
+        500, "Batch size of the evaluation.", kind="int", low=1)
+    log_every: int = setting(
+        100, "Log progress and TensorBoard training scalars every this many "
+        "steps.", kind="int", low=1)
+    checkpoint_every: int = setting(
+        1000, "Save a checkpoint every this many steps (one is also saved at "
+        "every evaluation, at the end and on SIGINT/SIGTERM); 0 = only "
+        "then.", kind="int", low=0)
+    keep_checkpoints: int = setting(
+        3, "Number of most recent checkpoints kept.", kind="int", low=1)
+    early_stopping_patience: int = setting(
+        0, "Stop after this many evaluations without a better held-out bound "
+        "(IWAE_eval_k, or the ELBO when --eval_k=0); 0 = never. The best "
+        "model is always kept in <model_dir>/best.", kind="int", low=0)
+    export: bool = setting(
+        False, "Also export a SavedModel (encode/decode/sample signatures) "
+        "of the checkpoint with the best held-out bound to "
+        "<model_dir>/saved_model.", kind="bool")
+    plots: bool = setting(
+        True, "Draw the figures of the trained model (loss curves, latent "
+        "space, manifolds, traversals, reconstructions, prior samples) into "
+        "<model_dir>/plots at the end of training, from the checkpoint with "
+        "the best held-out bound; redraw them any time with python -m "
+        "tfpvae.plot.", kind="bool")
+
+    RULES = ModelConfig.RULES + (
+        (("kl", "prior", "posterior_flow"), _check_kl),
+        (("epochs", "max_steps"), _check_length),
+        (("lr_schedule", "lr_decay_epochs", "epochs", "max_steps"),
+         _check_lr_decay),
+    )
+
+    def model_settings(self) -> dict:
+        """The `ModelConfig` fields: the hyperparameters of the run's model."""
+        return {f.name: getattr(self, f.name)
+                for f in dataclasses.fields(ModelConfig)}
+
+
+#: The valid values of every enum-valued setting.
+CHOICES: dict[str, tuple[str, ...]] = {
+    f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig)
+    if f.metadata["kind"] == "enum"}
 
 
 # --------------------------------------------------------------------------
 # Flags.
 
-_HELP = {
-    # Model.
-    "latent_dim": "Dimension of the latent variable z.",
-    "likelihood": "Observation model p(x|z): bernoulli (binary data), "
-                  "continuous_bernoulli (grayscale in [0, 1]) or gaussian.",
-    "architecture": "Encoder/decoder networks: mlp, or conv (strided "
-                    "convolutions; images only).",
-    "hidden_units": "Widths of the dense hidden layers of the encoder (the "
-                    "decoder mirrors them), e.g. 500,500. With conv they "
-                    "follow the convolutions.",
-    "activation": "Hidden-layer activation.",
-    "conv_filters": "Filters of the stride-2 convolutions (architecture=conv).",
-    "gaussian_scale": "Scale of the gaussian likelihood: 'learned' (one per "
-                      "data dimension), 'decoder' (predicted per example) or "
-                      "a fixed number (0.70710678 makes -log p(x|z) the summed "
-                      "squared error plus a constant).",
-    "prior": "Prior p(z): normal, mixture (learned mixture of Gaussians) or "
-             "vamp (VampPrior; pseudo-inputs start at training examples).",
-    "mixture_components": "Components of the mixture prior / pseudo-inputs "
-                          "of the VampPrior.",
-    "posterior_flow": "Normalizing flow on q(z|x): none, iaf, maf or realnvp.",
-    "flow_layers": "Number of flow layers.",
-    "flow_hidden_units": "Hidden widths of each flow layer's network.",
-    "flow_context_units": "Size of the context vector h(x) the encoder feeds "
-                          "the flow (IAF with context); 0 = unconditional.",
-    "epsilon_std": "Std of the reparameterisation noise during training; 1 "
-                   "is the true ELBO, other values reproduce the old Keras "
-                   "tutorial (see tfpvae.model).",
-    # Objective.
-    "kl": "KL term of the ELBO: analytic (closed form; normal prior and no "
-          "flow only), mc (Monte Carlo, any model), or auto: analytic when "
-          "the model has one, else mc.",
-    "beta": "Weight of the KL term (beta-VAE); 1 is the ELBO.",
-    "kl_warmup_steps": "Steps over which the KL weight ramps linearly from 0 "
-                       "to --beta; 0 = no warm-up.",
-    "n_samples": "Importance samples k of the training bound: 1 trains the "
-                 "ELBO, k > 1 the IWAE bound.",
-    # Optimisation.
-    "optimizer": "Optimizer (tf_keras).",
-    "learning_rate": "(Initial) learning rate.",
-    "lr_schedule": "constant, or cosine decay to 0 (over the last "
-                   "--lr_decay_epochs epochs). The rate follows the flags "
-                   "also when a run is resumed with other ones.",
-    "lr_decay_epochs": "With --lr_schedule=cosine: the rate is constant, then "
-                       "decays over the last this many epochs of the run (0: "
-                       "over the whole run). Resume a run with a larger "
-                       "--epochs and this to anneal it.",
-    "batch_size": "Global batch size (summed over replicas).",
-    "epochs": "Training epochs; ignored when --max_steps > 0.",
-    "max_steps": "Total training steps; overrides --epochs when > 0. A run "
-                 "resumed with a larger value trains on.",
-    "jit_compile": "Compile the training step with XLA: true, false, or auto: "
-                   "on where python -m tfpvae.benchmark measured it faster "
-                   "(MLP networks trained on the ELBO, with or without a "
-                   "flow posterior: ~1.3x on CPU), off where it measured "
-                   "slower (conv networks, IWAE with --n_samples > 1, "
-                   "mixed_bfloat16, whose AMX matmuls XLA does not use). "
-                   "If XLA cannot compile the step, training continues "
-                   "without it after one log line. See docs/performance.md.",
-    "mixed_precision": "Compute the networks in reduced precision "
-                       "(distributions stay float32); mixed_float16 adds "
-                       "dynamic loss scaling.",
-    "steps_per_execution": "Training steps per call of the compiled "
-                           "training loop: the steps between two "
-                           "evaluations, logs or checkpoints run in calls of "
-                           "up to this many steps, which saves the Python "
-                           "and input-pipeline overhead of every step (as "
-                           "Keras' steps_per_execution). The same updates "
-                           "as 1; 1 = one step per call.",
-    "strategy": "tf.distribute strategy: default (one device), mirrored "
-                "(all local devices; see --cpu_devices) or multi_worker "
-                "(MultiWorkerMirroredStrategy, cluster from TF_CONFIG).",
-    "seed": "Seed of the initialisation, the data order and every random "
-            "draw; runs with the same seed and flags give the same losses "
-            "on CPU.",
-    # Data.
-    "dataset": "tensorflow_datasets name (mnist, binarized_mnist, "
-               "fashion_mnist, ...), sklearn_digits (8x8 digits, offline), "
-               "or a local .npz/.npy/.csv/.amat file or MNIST IDX folder.",
-    "data_dir": "tensorflow_datasets data directory ('' = tfds default).",
-    "digits": "Keep only these labels, e.g. 1,8 ('' = all).",
-    "binarize": "auto (dynamic for a bernoulli likelihood on non-binary "
-                "images, else none), none, static (binarize once) or dynamic "
-                "(fresh binary sample of each training batch every epoch).",
-    "validation_fraction": "Fraction of the training data held out for "
-                           "evaluation when the dataset has no validation "
-                           "split.",
-    "label_column": "Column of a .csv dataset holding labels ('' = none).",
-    "standardize": "Standardise tabular data with the training mean and std.",
-    # Evaluation, logging, checkpoints, export.
-    "eval_every": "Evaluate on the held-out split every this many steps; "
-                  "0 = at the end of every epoch. Training always ends with "
-                  "an evaluation.",
-    "eval_k": "Importance samples of the evaluation IWAE bound on log p(x); "
-              "0 = ELBO only.",
-    "eval_batch_size": "Batch size of the evaluation.",
-    "log_every": "Log progress and TensorBoard training scalars every this "
-                 "many steps.",
-    "checkpoint_every": "Save a checkpoint every this many steps (one is "
-                        "also saved at every evaluation, at the end and on "
-                        "SIGINT/SIGTERM); 0 = only then.",
-    "keep_checkpoints": "Number of most recent checkpoints kept.",
-    "early_stopping_patience": "Stop after this many evaluations without a "
-                               "better held-out bound (IWAE_eval_k, or the "
-                               "ELBO when --eval_k=0); 0 = never. The best "
-                               "model is always kept in <model_dir>/best.",
-    "plots": "Draw the figures of the trained model (loss curves, latent "
-             "space, manifolds, traversals, reconstructions, prior samples) "
-             "into <model_dir>/plots at the end of training, from the "
-             "checkpoint with the best held-out bound; redraw them any "
-             "time with python -m tfpvae.plot.",
-    "export": "Also export a SavedModel (encode/decode/sample signatures) "
-              "of the checkpoint with the best held-out bound to "
-              "<model_dir>/saved_model.",
-}
-
-_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
-           float: flags.DEFINE_float, str: flags.DEFINE_string}
+_DEFINE = {"bool": flags.DEFINE_bool, "int": flags.DEFINE_integer,
+           "float": flags.DEFINE_float, "str": flags.DEFINE_string}
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines one flag per `TrainConfig` field, and the run-level flags.
 
     Enum settings become `DEFINE_enum` flags (absl names the valid choices
-    in its error), integer lists `DEFINE_list` flags; every rule of `RULES`
-    becomes a validator.
+    in its error), integer lists `DEFINE_list` flags; every check becomes a
+    validator.
 
     Args:
         flag_values: Where to define the flags (absl's global FLAGS by
             default; a fresh `flags.FlagValues()` for tests and docs).
     """
-    defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
-        name, default = field.name, getattr(defaults, field.name)
-        help_text = _HELP[name]
-        if name in BOOL_OR_AUTO:
-            flags.DEFINE(_BoolOrAutoParser(), name, default, help_text,
-                         flag_values=flag_values)
-        elif name in CHOICES:
-            flags.DEFINE_enum(name, default, CHOICES[name], help_text,
-                              flag_values=flag_values)
-        elif name in INT_LISTS:
-            flags.DEFINE_list(name, [str(v) for v in default], help_text,
-                              flag_values=flag_values)
-        else:
-            _DEFINE[type(default)](name, default, help_text,
-                                   flag_values=flag_values)
+        _define(field, flag_values)
     flags.DEFINE_string(
         "model_dir", "",
         "Directory of the run: checkpoints, TensorBoard logs, metrics, "
@@ -494,11 +525,31 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "Split the CPU into this many logical devices (for trying "
         "--strategy=mirrored without GPUs); 0 = leave TensorFlow's default.",
         lower_bound=0, flag_values=flag_values)
-    for names, rule in RULES:
-        if names[0] in CHOICES and len(names) == 1:
-            continue  # DEFINE_enum checks these while parsing.
+    for names, rule in TrainConfig.RULES:
         flags.register_multi_flags_validator(
             list(names), _flag_validator(names, rule), flag_values=flag_values)
+
+
+def _define(field: dataclasses.Field, flag_values: flags.FlagValues) -> None:
+    meta, name, default = field.metadata, field.name, field.default
+    kind, help_text = meta["kind"], meta["help"]
+    if kind == "bool_or_auto":
+        flags.DEFINE(_BoolOrAutoParser(), name, default, help_text,
+                     flag_values=flag_values)
+    elif kind == "enum":
+        flags.DEFINE_enum(name, default, meta["choices"], help_text,
+                          flag_values=flag_values)
+        return  # DEFINE_enum checks the value while parsing.
+    elif kind in ("ints", "sizes"):
+        values = default if isinstance(default, tuple) else (default,)
+        flags.DEFINE_list(name, [str(v) for v in values], help_text,
+                          flag_values=flag_values)
+    else:
+        _DEFINE[kind](name, default, help_text, flag_values=flag_values)
+    for check in _value_checks(field):
+        flags.register_multi_flags_validator(
+            [name], _flag_validator((name,), check, normalise=False),
+            flag_values=flag_values)
 
 
 class _BoolOrAutoParser(flags.ArgumentParser):
@@ -516,24 +567,30 @@ class _BoolOrAutoParser(flags.ArgumentParser):
         return "bool or auto"
 
 
-def _flag_validator(names, rule):
+def _flag_validator(names, rule, normalise: bool = True):
     def validate(values):
-        message = rule(*(values[n] for n in names))
+        try:
+            message = rule(*(_flag_value(n, values[n]) if normalise
+                             else values[n] for n in names))
+        except ValueError:
+            return True  # The checks of the value itself name the problem.
         if message:
             raise flags.ValidationError(message)
         return True
     return validate
 
 
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _flag_value(name: str, value):
+    """A flag's value in the form the `TrainConfig` field holds."""
+    return _normalise(_FIELDS[name], value)
+
+
 def from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfig:
     """Builds the `TrainConfig` from parsed flags."""
-    values = {}
-    for field in dataclasses.fields(TrainConfig):
-        value = flag_values[field.name].value
-        if field.name in INT_LISTS:
-            value = tuple(int(v) for v in value)
-        values[field.name] = value
-    return TrainConfig(**values)
+    return TrainConfig(**{name: flag_values[name].value for name in _FIELDS})
 
 
 def default_model_dir(dataset: str) -> str:

@@ -1,31 +1,16 @@
-"""Scores of a trained VAE on held-out data: log-likelihood, ELBO, active units.
-
-For each example x of the evaluated split:
-
-* log p(x) is estimated by the importance-weighted bound with k samples [1],
-  log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x) (`VAE.log_likelihood`);
-  the negative log-likelihood `nll_nats` is its negated mean, and
-
-      bits_per_dim = nll_nats / (num_dims * ln 2),
-
-  num_dims being the number of values per example (784 for MNIST);
-* the ELBO = -(rate + distortion), with the rate KL(q(z|x) || p(z)) in
-  closed form when the model has one, else a Monte Carlo estimate, and the
-  distortion -E_q log p(x|z) averaged over `elbo_samples` posterior draws;
-* the posterior mean E_q[z|x]. A latent unit u is *active* when
-  Cov_x(E_q[u|x]) > 0.01 over the data [1]: inactive units carry no
-  information about x (the posterior equals the prior there).
-
-The data are processed in batches (and the k samples in chunks inside
-`VAE.log_likelihood`), so memory stays bounded for any split size and k.
-Batch b uses stateless seeds derived from (seed, b): a run is reproducible
-for a given seed and batch size.
-
-Command line (data as in the training run's flags.json, or `--dataset`):
+"""Scores of a trained model on held-out data: `python -m tfpvae.evaluate`.
 
     python -m tfpvae.evaluate --model_dir=runs/mnist --k=5000 [--split=valid]
 
-writes `<model_dir>/evaluation.json` and prints the scores as a table.
+writes `<model_dir>/evaluation.json` and prints the scores as a table:
+the negative log-likelihood estimated with k importance samples
+(`nll_nats`, its standard error, `bits_per_dim`), the ELBO with its rate
+and distortion (the rate with the run's --kl, as during training), the
+active units, and the model's own scores. The numbers come from
+`tfpvae.evaluation.Evaluator`, the evaluator of training: with the same k,
+draws and seed both give the same numbers. The data are those of the
+training run (its flags.json, through `tfpvae.inputs.load_data`), or
+`--dataset`.
 
 #### References
 [1] Burda, Y., Grosse, R. and Salakhutdinov, R. Importance weighted
@@ -35,11 +20,8 @@ writes `<model_dir>/evaluation.json` and prints the scores as a table.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import sys
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -49,34 +31,25 @@ from absl import logging
 
 from tfpvae import config as config_lib
 from tfpvae import data as data_lib
-from tfpvae import saving
-from tfpvae import train as train_lib
-from tfpvae.model import VAE
+from tfpvae import inputs
+from tfpvae import run_dir
+from tfpvae.evaluation import ACTIVE_UNIT_THRESHOLD  # pylint: disable=unused-import
+from tfpvae.evaluation import Evaluator
+from tfpvae.evaluation import posterior_mean_variances  # pylint: disable=unused-import
 
-#: Posterior-mean variance above which a latent unit counts as active [1].
-ACTIVE_UNIT_THRESHOLD = 0.01
 #: File the command line writes in the model directory.
-EVALUATION_FILE = "evaluation.json"
-#: File of the training flags in the model directory.
-FLAGS_FILE = "flags.json"
+EVALUATION_FILE = run_dir.EVALUATION_FILE
 SPLITS = ("valid", "test", "train")
 
-# Largest decoder output (elements) of one chunk of ELBO samples.
-_ELBO_BUDGET = 2 ** 24
 
-
-def posterior_mean_variances(means: np.ndarray) -> np.ndarray:
-    """`[latent_dim]` variances over the data of posterior means `[N, latent_dim]`."""
-    return np.var(np.asarray(means, np.float64), axis=0)
-
-
-def evaluate(model: VAE, x: np.ndarray, k: int = 5000, seed: int = 0,
+def evaluate(model, x: np.ndarray, k: int = 5000, seed: int = 0,
              batch_size: int = 100, *, elbo_samples: int = 100,
-             log_every_seconds: float = 30.0) -> dict:
+             log_every_seconds: float = 30.0, kl: str = "auto",
+             labels: np.ndarray | None = None) -> dict:
     """Estimates the negative log-likelihood, ELBO and active units of `x`.
 
     Args:
-        model: The VAE.
+        model: The model (a `tfpvae.models.LatentVariableModel`).
         x: Data `[N, *data_shape]`.
         k: Importance samples per example for log p(x).
         seed: Seed of every draw (per-batch stateless seeds).
@@ -84,86 +57,27 @@ def evaluate(model: VAE, x: np.ndarray, k: int = 5000, seed: int = 0,
         elbo_samples: Posterior draws per example for the distortion (and the
             Monte Carlo rate when there is no closed form).
         log_every_seconds: Interval of the progress log lines.
+        kl: The rate's estimator: "analytic", "mc" or "auto" (closed form
+            where the model has one).
+        labels: The labels of x, for a conditional model.
 
     Returns:
-        A JSON-serialisable dict: `nll_nats` (mean -log p(x)),
-        `nll_nats_stderr` (its standard error over examples), `bits_per_dim`,
-        `elbo`, `rate`, `distortion` (means over examples, nats),
-        `active_units`, `posterior_mean_variances` (per latent unit), `kl`
-        ("analytic" or "mc"), `k`, `elbo_samples`, `num_examples`,
-        `num_dims`, `latent_dim`, `seed`, `batch_size` and `seconds`.
+        `Evaluator.report`: `nll_nats` (mean -log p(x)), `nll_nats_stderr`
+        (its standard error over examples), `bits_per_dim`, `elbo`, `rate`,
+        `distortion` (means over examples, nats), `active_units`,
+        `posterior_mean_variances` (per latent unit), `kl`, `k`,
+        `elbo_samples`, `num_examples`, `num_dims`, `latent_dim`, `seed`,
+        `batch_size` and `seconds`.
 
     Raises:
         ValueError: For empty data or non-positive sizes.
     """
-    x = np.asarray(x, np.float32)
-    n = len(x)
-    if n == 0:
-        raise ValueError("No examples to evaluate.")
-    for name, value in (("k", k), ("batch_size", batch_size),
-                        ("elbo_samples", elbo_samples)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1; got {value}.")
-    kl = "analytic" if model.has_analytic_kl else "mc"
-    log_px, rate, distortion, means = [], [], [], []
-    start = last_log = time.perf_counter()
-    for b, lo in enumerate(range(0, n, batch_size)):
-        xb = x[lo:lo + batch_size]
-        ll_seed, elbo_seed = tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in([0, seed], b), 2)
-        log_px.append(model.log_likelihood(xb, k=k, seed=ll_seed).numpy())
-        rate_b, distortion_b = _elbo_terms(model, xb, kl, elbo_samples, elbo_seed)
-        rate.append(rate_b)
-        distortion.append(distortion_b)
-        means.append(model.posterior_mean(xb).numpy())
-        now = time.perf_counter()
-        done = lo + len(xb)
-        if now - last_log >= log_every_seconds or done == n:
-            last_log = now
-            speed = done / (now - start)
-            logging.info("Evaluated %d/%d examples (%.0f%%), %.1f examples/s, "
-                         "ETA %s", done, n, 100.0 * done / n, speed,
-                         _format_seconds((n - done) / speed))
-    log_px = np.concatenate(log_px).astype(np.float64)
-    rate = np.concatenate(rate).astype(np.float64)
-    distortion = np.concatenate(distortion).astype(np.float64)
-    variances = posterior_mean_variances(np.concatenate(means))
-    nll = -float(np.mean(log_px))
-    num_dims = math.prod(model.data_shape)
-    return dict(
-        nll_nats=nll,
-        nll_nats_stderr=float(np.std(log_px, ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
-        bits_per_dim=nll / (num_dims * math.log(2.0)),
-        elbo=-float(np.mean(rate + distortion)),
-        rate=float(np.mean(rate)),
-        distortion=float(np.mean(distortion)),
-        active_units=int(np.sum(variances > ACTIVE_UNIT_THRESHOLD)),
-        posterior_mean_variances=[float(v) for v in variances],
-        kl=kl, k=int(k), elbo_samples=int(elbo_samples), num_examples=n,
-        num_dims=num_dims, latent_dim=model.latent_dim, seed=int(seed),
-        batch_size=int(batch_size),
-        seconds=time.perf_counter() - start)
-
-
-def _elbo_terms(model: VAE, x: np.ndarray, kl: str, n_samples: int,
-                seed: tf.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Per-example rate and distortion `[B]`, drawing the samples in chunks."""
-    per_sample = len(x) * math.prod(model.data_shape) * model.likelihood.num_params
-    chunk = max(1, min(n_samples, _ELBO_BUDGET // per_sample))
-    rate = distortion = 0.0
-    for i, lo in enumerate(range(0, n_samples, chunk)):
-        size = min(chunk, n_samples - lo)
-        out = model.elbo(x, kl=kl, n_samples=size,
-                         seed=tf.random.experimental.stateless_fold_in(seed, i))
-        rate += out.rate.numpy() * size / n_samples
-        distortion += out.distortion.numpy() * size / n_samples
-    return rate, distortion
-
-
-def _format_seconds(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got {k}.")
+    evaluator = Evaluator(model, kl=kl, k=k, batch_size=batch_size, seed=seed,
+                          elbo_samples=elbo_samples, active_units=True)
+    return evaluator.report(np.asarray(x, np.float32), labels,
+                            log_every_seconds=log_every_seconds)
 
 
 def format_table(results: dict) -> str:
@@ -181,26 +95,12 @@ def format_table(results: dict) -> str:
 # --------------------------------------------------------------------------
 # The training run's data.
 
-def read_training_flags(model_dir: str) -> dict:
-    """The training flags saved in `<model_dir>/flags.json`.
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-    """
-    path = os.path.join(model_dir, FLAGS_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} does not exist; pass --dataset to name "
-                                f"the data.")
-    with open(path) as f:
-        return json.load(f)
-
-
 def load_run_dataset(model_dir: str, dataset: str | None = None) -> data_lib.Dataset:
     """Loads the data of a training run exactly as the trainer did.
 
     The data settings (source, binarization, digit subset, validation
     fraction, label column, standardisation, seed, tfds data dir) come from
-    `<model_dir>/flags.json` and go through `tfpvae.train.load_data`;
+    `<model_dir>/flags.json` and go through `tfpvae.inputs.load_data`;
     `dataset` overrides the source. Without flags.json, `dataset` is loaded
     with the trainer's defaults for the model's likelihood.
 
@@ -209,17 +109,27 @@ def load_run_dataset(model_dir: str, dataset: str | None = None) -> data_lib.Dat
         ValueError: If flags.json holds invalid settings.
         data_lib.DatasetError: If the data cannot be loaded.
     """
+    config = run_config(model_dir, dataset)
+    return inputs.load_data(config)
+
+
+def run_config(model_dir: str, dataset: str | None = None) -> config_lib.TrainConfig:
+    """The `TrainConfig` of a training run (its flags.json), with `dataset`
+    as the source when given; without flags.json, the defaults with the
+    model's likelihood (then `dataset` is required)."""
     if dataset is not None and not os.path.exists(
-            os.path.join(model_dir, FLAGS_FILE)):
-        settings = {"likelihood": saving.read_model_config(model_dir)["likelihood"]}
-    else:
-        settings = read_training_flags(model_dir)
+            run_dir.path(model_dir, run_dir.FLAGS_JSON_FILE)):
+        # --binarize=auto needs the likelihood; the rest keeps its defaults.
+        saved = run_dir.read_model_config(model_dir)
+        return config_lib.TrainConfig(dataset=dataset).replace(
+            likelihood=saved.get("likelihood", config_lib.TrainConfig.likelihood))
+    settings = run_dir.read_flags(model_dir)
     fields = {f.name for f in dataclasses.fields(config_lib.TrainConfig)}
     config = config_lib.TrainConfig(
         **{key: value for key, value in settings.items() if key in fields})
     if dataset is not None:
         config = config.replace(dataset=dataset)
-    return train_lib.load_data(config)
+    return config
 
 
 def split_data(ds: data_lib.Dataset, split: str | None, seed: int = 0) -> tuple[str, np.ndarray]:
@@ -292,20 +202,25 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
         raise ValueError(f"--max_examples must be >= 1; got "
                          f"{flag_values.max_examples}.")
     checkpoint = tf.train.latest_checkpoint(
-        saving.best_checkpoint_dir(model_dir) if flag_values.best
-        else saving.checkpoint_dir(model_dir))
-    model = saving.load(model_dir, checkpoint, best=flag_values.best)
-    ds = load_run_dataset(model_dir, flag_values.dataset)
+        run_dir.best_checkpoint_dir(model_dir) if flag_values.best
+        else run_dir.checkpoint_dir(model_dir))
+    model = run_dir.load(model_dir, checkpoint, best=flag_values.best)
+    config = run_config(model_dir, flag_values.dataset)
+    ds = inputs.load_data(config)
     split, x = split_data(ds, flag_values.split, flag_values.seed)
+    labels = ds.labels.get(split)
     x = x[:flag_values.max_examples]
-    model.likelihood.check_data(x)
+    labels = None if labels is None else labels[:flag_values.max_examples]
+    inputs.check_data(model, data_lib.Dataset(
+        ds.name, {split: x}, {split: labels}, ds.data_shape, ds.kind))
     logging.info("Evaluating %s on %d %s examples of %s with k=%d.", checkpoint,
                  len(x), split, ds.name, flag_values.k)
     results = evaluate(model, x, k=flag_values.k, seed=flag_values.seed,
                        batch_size=flag_values.batch_size,
-                       elbo_samples=flag_values.elbo_samples)
+                       elbo_samples=flag_values.elbo_samples, kl=config.kl,
+                       labels=labels if model.num_classes else None)
     results.update(split=split, checkpoint=checkpoint, dataset=ds.name)
-    saving.write_json_atomic(os.path.join(model_dir, EVALUATION_FILE), results)
+    run_dir.write_json_atomic(run_dir.path(model_dir, EVALUATION_FILE), results)
     return results
 
 

@@ -37,13 +37,13 @@ import shutil
 
 import tensorflow as tf
 
-from tfpvae.model import VAE
+from tfpvae.models import LatentVariableModel
 
 
 class _ExportedVAE(tf.Module):
     """The model's variables and the three exported functions."""
 
-    def __init__(self, model: VAE):
+    def __init__(self, model: LatentVariableModel):
         super().__init__(name="vae")
         self.model = model
         data_spec = tf.TensorSpec([None, *model.data_shape], tf.float32,
@@ -76,7 +76,7 @@ class _ExportedVAE(tf.Module):
                 "samples": tf.cast(likelihood.sample(), tf.float32), "z": z}
 
 
-def export_saved_model(model: VAE, export_dir: str) -> str:
+def export_saved_model(model: LatentVariableModel, export_dir: str) -> str:
     """Writes `model` as a SavedModel to `export_dir`, replacing an old one.
 
     The SavedModel is written next to `export_dir` first and moved into

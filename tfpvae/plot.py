@@ -1,4 +1,4 @@
-"""Command line: draw the figures of a trained VAE into `<model_dir>/plots/`.
+"""Command line: draw the figures of a trained model into `<model_dir>/plots/`.
 
     python -m tfpvae.plot --model_dir=runs/mnist
     python -m tfpvae.plot --model_dir=runs/mnist --which=manifold,traversal \\
@@ -8,13 +8,13 @@
         --metric=eval_iwae --output=runs/compare.png
 
 The names of `--which` and the files they write are listed in
-`tfpvae.plots`. Latent dimensions are counted from 0. The data (for the latent
+`tfpvae.figures`. Latent dimensions are counted from 0. The data (for the latent
 space, reconstructions and traversals) are loaded as in the training run's
 flags.json, or from `--dataset`.
 
 `--compare` instead draws one figure of the held-out bound (`--metric`) of
 several training runs, read from their history.jsonl, by epoch and by
-training time (`tfpvae.plots.compare_runs_figure`). Each run is labelled by
+training time (`tfpvae.figures.compare_runs_figure`). Each run is labelled by
 its directory's name, less the prefix all of them share (e.g.
 "binarized_mnist_"). The figure goes to `--output`, by default
 `compare_<metric>.png` beside the first directory (in its parent); the path
@@ -31,8 +31,8 @@ from absl import app
 from absl import flags
 
 from tfpvae import evaluate as evaluate_lib
-from tfpvae import plots
-from tfpvae import saving
+from tfpvae import figures as plots
+from tfpvae import run_dir
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -135,7 +135,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
         z=_numbers(flag_values.z, "z"),
         traverse_dims=_numbers(flag_values.traverse_dims, "traverse_dims", int),
         traverse_from=flag_values.traverse_from, grid_size=flag_values.grid_size)
-    model = saving.load(model_dir, best=flag_values.best)
+    model = run_dir.load(model_dir, best=flag_values.best)
     # Check the names and options before loading the data.
     options.validate(model.latent_dim)
     names = plots.resolve_plot_names(flag_values.which, model.latent_dim, options)

@@ -1,7 +1,7 @@
 """Training and evaluation speed of tfpvae, beside hand-written TensorFlow.
 
-    python -m tfpvae.benchmark --output=benchmark.json
-    python -m tfpvae.benchmark --models=mlp --xla=on --batch_size=1000 \\
+    python tools/benchmark.py --output=benchmark.json
+    python tools/benchmark.py --models=mlp --xla=on --batch_size=1000 \\
         --mixed_precision=mixed_bfloat16
 
 measures in one process, and prints as a table (and writes as JSON with
@@ -59,7 +59,9 @@ from tfpvae import data as data_lib
 from tfpvae import networks
 from tfpvae import train
 from tfpvae.config import TrainConfig
-from tfpvae.model import VAE
+from tfpvae import VAE
+from tfpvae import evaluation
+from tfpvae.train import step as train_step_lib
 
 #: The benchmarked models: `TrainConfig` settings on top of the defaults
 #: (latent_dim 20, MLP 500-500, relu, Bernoulli likelihood, Adam 1e-3).
@@ -335,7 +337,7 @@ class HandWrittenVAE(tf.Module):
         batch_size = self.config.batch_size
         # The seed stream of the package's training noise.
         base_seed = tf.constant(
-            [self.config.seed, train._TRAIN_STREAM],  # pylint: disable=protected-access
+            [self.config.seed, train_step_lib.TRAIN_STREAM],
             tf.int64)
         scaling = isinstance(optimizer,
                              tf_keras.mixed_precision.LossScaleOptimizer)
@@ -551,8 +553,8 @@ def build_package(config: TrainConfig, data_shape):
     tf_keras.utils.set_random_seed(config.seed)  # As train_and_evaluate.
     model = train.build_model(config, data_shape)
     optimizer = train.build_optimizer(config)
-    train._base_optimizer(optimizer).build(model.trainable_variables)  # pylint: disable=protected-access
-    kl = train.resolve_kl(config, model)
+    train.base_optimizer(optimizer).build(model.trainable_variables)
+    kl = evaluation.resolve_kl(config.kl, model)
     return model, optimizer, train.build_train_step(config, model, optimizer,
                                                     kl=kl)
 
@@ -880,7 +882,7 @@ def main(argv):
     # The XLA options of the CLI's training step, before anything compiles:
     # the baseline runs in the same process with the same options.
     train.use_fast_xla_flags()
-    command = " ".join(["python -m tfpvae.benchmark", *sys.argv[1:]])
+    command = " ".join(["python tools/benchmark.py", *sys.argv[1:]])
     report = run(command)
     print(format_report(report))
     if FLAGS.output:
