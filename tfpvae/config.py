@@ -114,6 +114,14 @@ def _check_gaussian_scale(scale) -> str | None:
             f"number (a fixed scale: squared-error loss); got {scale!r}.")
 
 
+def _check_layers(latent_dim) -> str | None:
+    sizes = latent_dim if isinstance(latent_dim, (list, tuple)) else [latent_dim]
+    if len(sizes) > 9:
+        return (f"--latent_dim has {len(sizes)} layers; tfpvae stacks at most "
+                f"9 latent layers.")
+    return None
+
+
 def _check_seed(seed: int) -> str | None:
     if not 0 <= seed < 2 ** 31:
         return f"--seed must be in [0, 2**31 - 1]; got {seed}."
@@ -250,8 +258,33 @@ def _check_realnvp(posterior_flow: str, latent_dim) -> str | None:
 
 
 def _check_conv(architecture: str, conv_filters: Sequence) -> str | None:
-    if architecture == "conv" and not conv_filters:
-        return "--architecture=conv needs at least one --conv_filters entry."
+    if architecture in ("conv", "resnet") and not conv_filters:
+        return (f"--architecture={architecture} needs at least one "
+                f"--conv_filters entry.")
+    return None
+
+
+def _check_epsilon(epsilon_std: float, latent_dim) -> str | None:
+    if epsilon_std != 1.0 and isinstance(latent_dim, tuple):
+        return ("--epsilon_std (the old Keras tutorial's noise scale) applies "
+                "to one latent layer; drop it or use one --latent_dim size.")
+    return None
+
+
+def _check_dreg(gradient_estimator: str, n_samples: int,
+                posterior_flow: str, latent_dim) -> str | None:
+    if gradient_estimator != "dreg":
+        return None
+    if isinstance(latent_dim, tuple):
+        return ("--gradient_estimator=dreg needs one latent layer (one "
+                "--latent_dim size); use --gradient_estimator=standard.")
+    if n_samples < 2:
+        return ("--gradient_estimator=dreg is an estimator of the IWAE bound's "
+                "gradient; add --n_samples=k with k > 1.")
+    if posterior_flow != "none":
+        return ("--gradient_estimator=dreg needs a diagonal Gaussian "
+                "posterior; drop --posterior_flow or use "
+                "--gradient_estimator=standard.")
     return None
 
 
@@ -286,8 +319,23 @@ class ModelConfig(_Settings):
     ValueError with the message the command line would print.
     """
 
-    latent_dim: int = setting(
-        20, "Dimension of the latent variable z.", kind="int", low=1)
+    latent_dim: int | tuple[int, ...] = setting(
+        20, "Dimension of the latent variable z; several comma-separated "
+        "sizes stack latent layers, the one nearest the data first (e.g. "
+        "64,32; see --hierarchy).", kind="sizes", low=1,
+        check=_check_layers)
+    hierarchy: str = setting(
+        "ladder", "How several latent layers (--latent_dim=64,32) connect: "
+        "ladder (Sonderby et al. 2016: a bottom-up pass, then top-down "
+        "inference that shares the generative path, each posterior the "
+        "precision-weighted product of the two Gaussians), bottom_up (Burda "
+        "et al. 2016: q(z1|x) q(z2|z1), p(z2) p(z1|z2) p(x|z1)) or tomczak "
+        "(Tomczak & Welling 2018: q(z2|x) q(z1|x,z2), p(x|z1,z2)). Ignored "
+        "for one layer.", kind="enum", choices=("ladder", "bottom_up",
+                                                "tomczak"))
+    latent_hidden_units: tuple[int, ...] = setting(
+        (300,), "Hidden widths of the networks between latent layers (with "
+        "several --latent_dim sizes).", kind="ints", low=1)
     likelihood: str = setting(
         "bernoulli", "Observation model p(x|z): bernoulli (binary data), "
         "continuous_bernoulli (grayscale in [0, 1]) or gaussian.",
@@ -303,8 +351,11 @@ class ModelConfig(_Settings):
     activation: str = setting(
         "relu", "Hidden-layer activation.", kind="enum", choices=_ACTIVATIONS)
     conv_filters: tuple[int, ...] = setting(
-        (32, 64), "Filters of the stride-2 convolutions (architecture=conv).",
-        kind="ints", low=1)
+        (32, 64), "Filters of the stride-2 convolutions (architecture=conv), "
+        "one resolution each (architecture=resnet).", kind="ints", low=1)
+    resnet_blocks: int = setting(
+        2, "Residual blocks (two 3x3 convolutions and a skip) per resolution "
+        "(architecture=resnet).", kind="int", low=1)
     gaussian_scale: str = setting(
         "learned", "Scale of the gaussian likelihood: 'learned' (one per "
         "data dimension), 'decoder' (predicted per example) or a fixed "
@@ -336,6 +387,7 @@ class ModelConfig(_Settings):
     RULES = (
         (("posterior_flow", "latent_dim"), _check_realnvp),
         (("architecture", "conv_filters"), _check_conv),
+        (("epsilon_std", "latent_dim"), _check_epsilon),
     )
 
 
@@ -362,6 +414,16 @@ class TrainConfig(ModelConfig):
     n_samples: int = setting(
         1, "Importance samples k of the training bound: 1 trains the ELBO, "
         "k > 1 the IWAE bound.", kind="int", low=1)
+    gradient_estimator: str = setting(
+        "standard", "Gradient of the IWAE bound (--n_samples > 1): standard "
+        "(reparameterised), or dreg (doubly reparameterised, Tucker et al. "
+        "2019: lower-variance encoder gradients as k grows; one latent "
+        "layer, no flow).", kind="enum", choices=("standard", "dreg"))
+    free_bits: float = setting(
+        0.0, "Free bits (Kingma et al. 2016): nats of rate per latent layer "
+        "that training does not penalise (each layer's rate counts as "
+        "max(free_bits, its batch mean)); 0 = off. The reported ELBO and "
+        "NLL stay the true bounds.", kind="float", low=0)
     # Optimisation.
     optimizer: str = setting(
         "adam", "Optimizer (tf_keras).", kind="enum",
@@ -416,8 +478,11 @@ class TrainConfig(ModelConfig):
         "CPU.", kind="int", check=_check_seed)
     # Data.
     dataset: str = setting(
-        "mnist", "tensorflow_datasets name (mnist, binarized_mnist, "
-        "fashion_mnist, ...), sklearn_digits (8x8 digits, offline), or a "
+        "", "The data: '' (the default) is MNIST from tensorflow_datasets "
+        "when it is cached or can be downloaded, else the 10,000 MNIST "
+        "digits bundled with tfpvae (mnist_bundled); or a "
+        "tensorflow_datasets name (mnist, binarized_mnist, fashion_mnist, "
+        "...), mnist_bundled, sklearn_digits (8x8 digits, offline), or a "
         "local .npz/.npy/.csv/.amat file or MNIST IDX folder.", kind="str")
     data_dir: str = setting(
         "", "tensorflow_datasets data directory ('' = tfds default).",
@@ -476,6 +541,8 @@ class TrainConfig(ModelConfig):
 
     RULES = ModelConfig.RULES + (
         (("kl", "prior", "posterior_flow"), _check_kl),
+        (("gradient_estimator", "n_samples", "posterior_flow", "latent_dim"),
+         _check_dreg),
         (("epochs", "max_steps"), _check_length),
         (("lr_schedule", "lr_decay_epochs", "epochs", "max_steps"),
          _check_lr_decay),

@@ -19,7 +19,8 @@ from tfpvae import data as data_lib
 
 
 def load_data(config) -> data_lib.Dataset:
-    """Loads `config.dataset`, resolving binarize="auto" (see tfpvae.config).
+    """Loads `config.dataset`, resolving binarize="auto" (see tfpvae.config)
+    and the default source '' (`data.resolve_default_source`).
 
     Args:
         config: A `tfpvae.config.TrainConfig`.
@@ -27,6 +28,9 @@ def load_data(config) -> data_lib.Dataset:
     Raises:
         data.DatasetError: If the data cannot be loaded.
     """
+    if not config.dataset:
+        config = config.replace(dataset=data_lib.resolve_default_source(
+            config.data_dir or None))
     kwargs = dict(digits=config.digits or None,
                   validation_fraction=config.validation_fraction,
                   label_column=config.label_column or None, seed=config.seed,

@@ -308,7 +308,9 @@ def build_train_step(config, model, optimizer, *, kl: str,
         return make_train_step(
             model, optimizer, strategy, kl=kl, n_samples=config.n_samples,
             global_batch_size=config.batch_size, seed=config.seed,
-            jit_compile=jit_compile, learning_rate=learning_rate)
+            jit_compile=jit_compile, learning_rate=learning_rate,
+            free_bits=config.free_bits,
+            gradient_estimator=config.gradient_estimator)
 
     return XlaFallback(build, resolve_jit_compile(config.jit_compile, model,
                                                    config.n_samples))
