@@ -107,12 +107,14 @@ BUILDERS = ("tfpvae.models", "tfpvae.train", "tfpvae.main", "tfpvae.inputs",
             "tfpvae.evaluation", "tfpvae.run_dir", "tfpvae.evaluate")
 
 #: Arguments that take more than the setting's flag form in Python (a flow
-#: object, a float scale, the positional latent_dim), declared by the VAE.
+#: object, a float scale, the positional latent_dim), declared by the VAE
+#: families.
 PYTHON_FORMS = {"latent_dim", "posterior_flow", "gaussian_scale"}
+FAMILY_MODULES = ("tfpvae.models.vae", "tfpvae.models.hierarchy")
 
 #: The functions that write model_config.json with those Python forms.
-CONFIG_WRITERS = {("tfpvae.models.vae", "get_config"),
-                  ("tfpvae.models.vae", "config_defaults")}
+CONFIG_WRITERS = {(m, f) for m in FAMILY_MODULES
+                  for f in ("get_config", "config_defaults")}
 
 
 def _declarations(module: str, function: ast.AST) -> list[str]:
@@ -123,7 +125,7 @@ def _declarations(module: str, function: ast.AST) -> list[str]:
     if module.startswith(BUILDERS):
         found += [f"parameter {a.arg} of {function.name}" for a in arguments
                   if a.arg in SETTINGS and not (
-                      module == "tfpvae.models.vae" and a.arg in PYTHON_FORMS)]
+                      module in FAMILY_MODULES and a.arg in PYTHON_FORMS)]
     if not module.startswith(BUILDERS) or (module, function.name) in CONFIG_WRITERS:
         return found
     for node in ast.walk(function):

@@ -119,7 +119,7 @@ def test_sample_is_reproducible_with_shapes_and_ranges(likelihood):
 def test_bad_arguments_name_the_valid_choices():
     cases = [
         (dict(likelihood="poisson"), "bernoulli"),
-        (dict(architecture="resnet"), "conv"),
+        (dict(architecture="densenet"), "conv"),
         (dict(prior="laplace"), "vamp"),
         (dict(posterior_flow="glow"), "realnvp"),
         (dict(activation="relu6"), "leaky_relu"),

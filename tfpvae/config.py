@@ -341,8 +341,9 @@ class ModelConfig(_Settings):
         "continuous_bernoulli (grayscale in [0, 1]) or gaussian.",
         kind="enum", choices=likelihoods_lib.LIKELIHOODS)
     architecture: str = setting(
-        "mlp", "Encoder/decoder networks: mlp, or conv (strided "
-        "convolutions; images only).", kind="enum",
+        "mlp", "Encoder/decoder networks: mlp, conv (strided "
+        "convolutions; images only) or resnet (residual convolutional "
+        "blocks at each resolution; images only).", kind="enum",
         choices=networks.ARCHITECTURES)
     hidden_units: tuple[int, ...] = setting(
         (500, 500), "Widths of the dense hidden layers of the encoder (the "

@@ -11,9 +11,10 @@ the same numbers. For each example x of the evaluated data it estimates:
   beta = 1: the rate KL(q(z|x) || p(z)) in closed form (kl="analytic") or
   as a Monte Carlo estimate (kl="mc"), per latent layer, and the distortion
   -E_q log p(x|z), averaged over `elbo_samples` posterior draws;
-* optionally the posterior means of the top latent layer: a latent unit u is
-  *active* when Cov_x(E_q[u|x]) > 0.01 over the data [1]; inactive units
-  carry no information about x;
+* optionally the posterior means of every latent layer
+  (`layer_means`): a latent unit u is *active* when Cov_x(E_q[u|x]) > 0.01
+  over the data [1]; inactive units carry no information about x. With
+  several layers the rate and the active units are also given per layer;
 * the model's own scores (`evaluation_metrics`, e.g. M2's classification
   error).
 
@@ -113,7 +114,8 @@ class Evaluator:
             out["log_px"] = self.model.log_likelihood(
                 x, k=self.k, seed=seed, labels=labels).numpy().astype(np.float64)
         if self.active_units:
-            out["means"] = self.model.posterior_mean(x, labels).numpy()
+            out["means"] = np.concatenate(
+                [m.numpy() for m in self.model.layer_means(x, labels)], axis=-1)
         for name, values in self.model.evaluation_metrics(x, labels).items():
             out[name] = np.asarray(values, np.float64)
         return out
@@ -191,9 +193,14 @@ class Evaluator:
             bits_per_dim=nll / (num_dims * math.log(2.0)), **summary)
         if "means" in arrays:
             variances = posterior_mean_variances(arrays["means"])
-            results.update(
-                active_units=int(np.sum(variances > ACTIVE_UNIT_THRESHOLD)),
-                posterior_mean_variances=[float(v) for v in variances])
+            active = variances > ACTIVE_UNIT_THRESHOLD
+            results.update(active_units=int(np.sum(active)),
+                           posterior_mean_variances=[float(v) for v in variances])
+            sizes = self.model.latent_sizes
+            if len(sizes) > 1:
+                for layer, units in enumerate(
+                        np.split(active, np.cumsum(sizes)[:-1]), start=1):
+                    results[f"active_units_layer{layer}"] = int(np.sum(units))
         results.update(
             kl=self.kl, k=int(self.k), elbo_samples=int(self.elbo_samples),
             num_examples=n, num_dims=num_dims,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfpvae.models.base import LatentVariableModel
+from tfpvae.models.hierarchy import HierarchicalVAE
 from tfpvae.models.vae import VAE
 
 FAMILIES: dict[str, type[LatentVariableModel]] = {}
@@ -27,6 +28,7 @@ def register(cls: type[LatentVariableModel]) -> type[LatentVariableModel]:
 
 
 register(VAE)
+register(HierarchicalVAE)
 
 
 def from_config(config: dict) -> LatentVariableModel:
@@ -69,5 +71,6 @@ def build_model(config, data_shape: Sequence[int], *,
                seed=config.seed)
 
 
-__all__ = ["FAMILIES", "LatentVariableModel", "VAE", "build_model",
+__all__ = ["FAMILIES", "HierarchicalVAE", "LatentVariableModel", "VAE",
+           "build_model",
            "complete_config", "from_config", "register"]

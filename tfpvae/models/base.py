@@ -120,6 +120,12 @@ class LatentVariableModel(tf.Module, metaclass=abc.ABCMeta):
         del lower, seed
         return self.decode(z_top, labels)
 
+    def layer_means(self, x, labels=None) -> list[tf.Tensor]:
+        """Each latent layer's posterior mean, nearest the data first (for
+        the active units of each layer). With one layer,
+        `[posterior_mean(x)]`."""
+        return [self.posterior_mean(x, labels)]
+
     def sampling_posterior(self, x, labels=None):
         """(the posterior the ELBO draws from, the one its analytic KL
         measures or None if the same); see `VAE.epsilon_std`."""

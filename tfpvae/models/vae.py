@@ -50,24 +50,32 @@ tfb = tfp.bijectors
 DTYPE_POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 
 
-def _settings(latent_dim, posterior_flow, gaussian_scale, settings) -> ModelConfig:
-    """The `ModelConfig` of the arguments (a flow object counts as "none"
-    for the checks; a number as the scale's text)."""
+def model_settings(latent_dim, posterior_flow, gaussian_scale,
+                   settings: dict) -> ModelConfig:
+    """The `ModelConfig` of a model's arguments: a flow object counts as
+    "none" for the checks, a number as the scale's text.
+
+    Raises:
+        TypeError: For an argument that is not a setting.
+        ValueError: For invalid values (the command line's messages).
+    """
     unknown = set(settings) - {f.name for f in dataclasses.fields(ModelConfig)}
     if unknown:
-        raise TypeError(f"VAE got unknown arguments {sorted(unknown)}; see "
+        raise TypeError(f"Unknown model arguments {sorted(unknown)}; see "
                         f"tfpvae.config.ModelConfig for the settings.")
-    if not isinstance(latent_dim, (int, np.integer)) or latent_dim <= 0:
-        raise ValueError(f"latent_dim must be a positive integer; got "
-                         f"{latent_dim!r}.")
+    sizes = latent_dim if isinstance(latent_dim, (list, tuple)) else [latent_dim]
+    if not sizes or not all(isinstance(d, (int, np.integer)) and d > 0
+                            for d in sizes):
+        raise ValueError(f"latent_dim must be a positive integer (or several); "
+                         f"got {latent_dim!r}.")
     flow_name = posterior_flow if isinstance(posterior_flow, str) else "none"
-    if posterior_flow is None:
-        flow_name = "none"
-    elif not isinstance(posterior_flow, str) and not callable(posterior_flow):
+    if posterior_flow is not None and not isinstance(posterior_flow, str) \
+            and not callable(posterior_flow):
         raise ValueError(
             f"posterior_flow must be None, one of {list(flows_lib.FLOWS)}, a "
             f"tfb.Bijector or a callable returning one; got {posterior_flow!r}.")
-    return ModelConfig(latent_dim=int(latent_dim), posterior_flow=flow_name,
+    return ModelConfig(latent_dim=tuple(int(d) for d in sizes),
+                       posterior_flow=flow_name,
                        gaussian_scale=str(gaussian_scale), **settings)
 
 
@@ -75,7 +83,9 @@ class VAE(LatentVariableModel):
     """A variational autoencoder with pluggable networks, prior and flow.
 
     Args:
-        latent_dim: Dimension of z (> 0).
+        latent_dim: Dimension of z (> 0); several sizes, nearest the data
+            first, build a `tfpvae.models.HierarchicalVAE` instead (see the
+            `hierarchy` setting).
         data_shape: Shape of one example, e.g. (28, 28, 1) or (18,).
         posterior_flow: None, a name of `tfpvae.flows.FLOWS`, a
             `tfb.Bijector`, or a callable `context -> tfb.Bijector`.
@@ -102,7 +112,16 @@ class VAE(LatentVariableModel):
 
     family = "vae"
 
-    def __init__(self, latent_dim: int, data_shape: Sequence[int] = (28, 28, 1),
+    def __new__(cls, latent_dim=None, *args, **kwargs):
+        """With several latent sizes, `VAE(...)` builds the hierarchical
+        model (`tfpvae.models.hierarchy.HierarchicalVAE`)."""
+        if (cls is VAE and isinstance(latent_dim, (list, tuple))
+                and len(latent_dim) > 1):
+            from tfpvae.models.hierarchy import HierarchicalVAE  # pylint: disable=import-outside-toplevel
+            return HierarchicalVAE(latent_dim, *args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, latent_dim: int | Sequence[int], data_shape: Sequence[int] = (28, 28, 1),
                  *, posterior_flow=None, gaussian_scale="learned",
                  num_classes: int = 0, encoder: Callable | None = None,
                  decoder: Callable | None = None,
@@ -110,8 +129,8 @@ class VAE(LatentVariableModel):
                  name: str | None = None, **settings):
         if posterior_flow == "none":  # The command line's spelling of None.
             posterior_flow = None
-        settings = _settings(latent_dim, posterior_flow, gaussian_scale,
-                             settings)
+        settings = model_settings(latent_dim, posterior_flow, gaussian_scale,
+                                  settings)
         super().__init__(data_shape, (settings.latent_dim,), num_classes,
                          name=name)
         if dtype_policy not in DTYPE_POLICIES:
@@ -126,11 +145,11 @@ class VAE(LatentVariableModel):
             custom_networks=encoder is not None or decoder is not None,
             custom_flow=posterior_flow is not None
             and not isinstance(posterior_flow, str))
-        self.likelihood = _make_likelihood(settings, self.data_shape)
+        self.likelihood = make_likelihood(settings, self.data_shape)
         self._build_networks(encoder, decoder, dtype_policy)
-        self._prior = _make_prior(settings, self.data_shape,
-                                  self._base_posterior_of, seed)
-        self.flow = (_make_flow(settings, self.context_units)
+        self._prior = make_prior(settings, self.latent_dim, self.data_shape,
+                                 self._base_posterior_of, seed)
+        self.flow = (make_flow(settings, self.latent_dim, self.context_units)
                      if isinstance(posterior_flow, str) else posterior_flow)
         # Build every network now: all variables exist after construction.
         encoder_units = 2 * self.latent_dim + self.context_units
@@ -147,11 +166,12 @@ class VAE(LatentVariableModel):
             s.architecture, self.data_shape,
             2 * self.latent_dim + self.context_units,
             hidden_units=s.hidden_units, activation=s.activation,
-            conv_filters=s.conv_filters, dtype_policy=dtype_policy)
+            conv_filters=s.conv_filters, resnet_blocks=s.resnet_blocks,
+            dtype_policy=dtype_policy)
         self.decoder = decoder if decoder is not None else networks.make_decoder(
             s.architecture, self.latent_dim, self.data_shape,
             num_params=self.likelihood.num_params, hidden_units=s.hidden_units,
-            activation=s.activation, conv_filters=s.conv_filters,
+            activation=s.activation, conv_filters=s.conv_filters, resnet_blocks=s.resnet_blocks,
             dtype_policy=dtype_policy)
 
     # ------------------------------------------------------------------ #
@@ -177,11 +197,7 @@ class VAE(LatentVariableModel):
         """Starts a VampPrior's pseudo-inputs at K training examples drawn
         without replacement by `rng` (in the order of `x`)."""
         del labels
-        if not isinstance(self._prior, priors_lib.VampPrior):
-            return False
-        components = self.settings.mixture_components
-        index = rng.choice(len(x), min(components, len(x)), replace=False)
-        return self.init_prior_from_data(x[np.sort(index)])
+        return init_vamp_from_data(self._prior, self.check_x, x, rng)
 
     @property
     def has_analytic_kl(self) -> bool:
@@ -302,7 +318,8 @@ class VAE(LatentVariableModel):
         return cls(**config)
 
 
-def _make_likelihood(settings: ModelConfig, data_shape):
+def make_likelihood(settings: ModelConfig, data_shape):
+    """The likelihood module of `settings.likelihood`."""
     scale = settings.gaussian_scale
     kwargs = {}
     if settings.likelihood == "gaussian":
@@ -311,37 +328,55 @@ def _make_likelihood(settings: ModelConfig, data_shape):
                                            **kwargs)
 
 
-def _make_prior(settings: ModelConfig, data_shape, base_posterior, seed):
-    """The prior module of `settings.prior` (`tfpvae.priors.PRIORS`)."""
+def make_prior(settings: ModelConfig, size: int, data_shape, base_posterior,
+               seed):
+    """The prior module of `settings.prior` (`tfpvae.priors.PRIORS`) over a
+    latent layer of `size` units; `base_posterior(x)` is the encoder's
+    Gaussian of that layer (the VampPrior's components)."""
     cls = priors_lib.PRIORS[settings.prior]
     if cls.key == "normal":
-        return cls(settings.latent_dim)
+        return cls(size)
     if cls.key == "vamp":
-        return cls(settings.latent_dim, data_shape, base_posterior,
+        return cls(size, data_shape, base_posterior,
                    components=settings.mixture_components, seed=seed)
-    return cls(settings.latent_dim, components=settings.mixture_components,
-               seed=seed)
+    return cls(size, components=settings.mixture_components, seed=seed)
 
 
-def _make_flow(settings: ModelConfig, context_units: int):
+def make_flow(settings: ModelConfig, size: int, context_units: int):
+    """The posterior flow of `settings.posterior_flow` over `size` units."""
     return flows_lib.FLOWS[settings.posterior_flow](
-        settings.latent_dim, num_layers=settings.flow_layers,
+        size, num_layers=settings.flow_layers,
         hidden_units=settings.flow_hidden_units, context_dim=context_units,
         activation=settings.activation)
 
 
-def _signature() -> inspect.Signature:
-    """VAE's signature with every `ModelConfig` field spelled out, in the
-    fields' order after `data_shape`, then the arguments that are not
-    settings."""
-    own = inspect.signature(VAE.__init__)
+def init_vamp_from_data(prior_module, check_x, x, rng) -> bool:
+    """Starts a VampPrior's pseudo-inputs at K examples of `x` drawn without
+    replacement by `rng` (kept in their order); False for other priors."""
+    if not isinstance(prior_module, priors_lib.VampPrior):
+        return False
+    index = rng.choice(len(x), min(prior_module.components, len(x)),
+                       replace=False)
+    prior_module.init_from_data(check_x(x[np.sort(index)]))
+    return True
+
+
+def spell_out_settings(cls) -> None:
+    """Gives `cls.__init__(..., **settings)` (and the class) a signature with
+    every `ModelConfig` field spelled out, in the fields' order after
+    `data_shape`, then the arguments that are not settings."""
+    own = inspect.signature(cls.__init__)
     params = dict(own.parameters)
     del params["settings"]
     front = [params.pop(name) for name in ("self", "latent_dim", "data_shape")]
     settings = [params.pop(f.name, None) or inspect.Parameter(
         f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
         for f in dataclasses.fields(ModelConfig) if f.name != "latent_dim"]
-    return own.replace(parameters=front + settings + list(params.values()))
+    signature = own.replace(parameters=front + settings + list(params.values()))
+    cls.__init__.__signature__ = signature
+    # Else inspect.signature(VAE) shows __new__'s (latent_dim, *args, **kwargs).
+    cls.__signature__ = signature.replace(
+        parameters=list(signature.parameters.values())[1:])
 
 
-VAE.__init__.__signature__ = _signature()
+spell_out_settings(VAE)
