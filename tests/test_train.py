@@ -350,7 +350,7 @@ def test_config_rules_match_the_command_line_messages():
         TrainConfig(kl="analytic", prior="vamp")
     with pytest.raises(ValueError, match="choose one of bernoulli"):
         TrainConfig(likelihood="poisson")
-    with pytest.raises(ValueError, match="--latent_dim must be >= 1"):
+    with pytest.raises(ValueError, match="--latent_dim must be .*>= 1"):
         TrainConfig(latent_dim=0)
     with pytest.raises(ValueError, match="comma-separated list of integers"):
         TrainConfig(hidden_units=(8, "big"))
@@ -457,3 +457,65 @@ def test_plots_and_export_use_the_best_checkpoint(tiny_config, tmp_path,
     main.run(tiny_config(export=True), model_dir)
     assert loads == [True]
     assert os.path.isdir(os.path.join(model_dir, run_dir.SAVED_MODEL_SUBDIR))
+
+
+def test_device_line_names_devices_strategy_precision_and_xla(monkeypatch):
+    from tfpvae.train import devices  # pylint: disable=import-outside-toplevel
+    strategy = tf.distribute.get_strategy()
+    assert devices.describe(
+        strategy, strategy_name="default", precision="none",
+        mixed_precision="auto", xla=True, jit_compile="auto") == (
+        "Device: CPU (no GPU found); default strategy with 1 replica(s); "
+        "precision float32 (--mixed_precision=auto); XLA on "
+        "(--jit_compile=auto).")
+    gpus = [tf.config.PhysicalDevice(f"/physical_device:GPU:{i}", "GPU")
+            for i in range(3)]
+    names = {gpus[0]: "NVIDIA A100", gpus[1]: "NVIDIA A100",
+             gpus[2]: "NVIDIA L4"}
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "get_device_details",
+                        lambda device: {"device_name": names[device]})
+    assert devices.describe(
+        strategy, strategy_name="mirrored", precision="mixed_float16",
+        mixed_precision="mixed_float16", xla=False, jit_compile=False) == (
+        "Device: 2 x NVIDIA A100, NVIDIA L4; mirrored strategy with 1 "
+        "replica(s); precision float16 compute, float32 variables "
+        "(--mixed_precision=mixed_float16); XLA off (--jit_compile=false).")
+
+
+def test_a_run_logs_one_device_line(tiny_config, tmp_path, monkeypatch):
+    lines = []
+    info = logging.info
+    monkeypatch.setattr(logging, "info", lambda msg, *args: (
+        lines.append(msg % args if args else msg), info(msg, *args)))
+    train.train_and_evaluate(
+        tiny_config(max_steps=2, jit_compile=False, mixed_precision="none"),
+        str(tmp_path / "run"))
+    (line,) = [line for line in lines if "strategy" in line or "XLA" in line]
+    device = ("CPU (no GPU found)" if not tf.config.list_physical_devices("GPU")
+              else line.split("; ")[0][len("Device: "):])
+    assert line == (f"Device: {device}; default strategy with 1 replica(s); "
+                    f"precision float32 (--mixed_precision=none); XLA off "
+                    f"(--jit_compile=false).")
+
+
+def test_evaluation_lost_by_a_kill_is_done_again_on_resume(tiny_config,
+                                                           tmp_path):
+    # Killed after saving the checkpoint of step 10 (an evaluation step),
+    # before recording its evaluation: the next session evaluates it first.
+    config = tiny_config(max_steps=10, eval_every=5, checkpoint_every=5,
+                         jit_compile=False)
+    reference = train.train_and_evaluate(config.replace(max_steps=15),
+                                         str(tmp_path / "whole"))
+    model_dir = str(tmp_path / "run")
+    train.train_and_evaluate(config, model_dir)
+    history = read_history(model_dir)
+    with open(os.path.join(model_dir, run_dir.HISTORY_FILE), "w") as f:
+        f.write(json.dumps(history[0]) + "\n")  # Step 10's record is lost.
+    metrics = train.train_and_evaluate(config.replace(max_steps=15), model_dir)
+    history = read_history(model_dir)
+    assert [r["step"] for r in history] == [5, 10, 15]
+    assert [r["eval_elbo"] for r in history] == [
+        r["eval_elbo"] for r in read_history(tmp_path / "whole")]
+    assert metrics["best_step"] == reference["best_step"]

@@ -54,6 +54,7 @@ from tfpvae import data
 from tfpvae import flows as flows_lib
 from tfpvae import likelihoods as likelihoods_lib
 from tfpvae import networks
+from tfpvae import penalties
 from tfpvae import priors as priors_lib
 
 #: A check of one value: returns an error message, or None when it is valid.
@@ -288,6 +289,55 @@ def _check_dreg(gradient_estimator: str, n_samples: int,
     return None
 
 
+def _check_labels_use(conditional: bool, semi_supervised: bool,
+                      n_samples: int, prior: str) -> str | None:
+    if conditional and semi_supervised:
+        return ("--semi_supervised is already conditional on the labels; drop "
+                "--conditional.")
+    if semi_supervised and n_samples != 1:
+        return ("--semi_supervised trains on its ELBO; drop --n_samples "
+                "(or set it to 1).")
+    if (conditional or semi_supervised) and prior == "vamp":
+        return ("The VampPrior's pseudo-inputs carry no labels; use "
+                "--prior=normal or mixture with a conditional model.")
+    return None
+
+
+def _check_objective(objective: str, latent_dim, posterior_flow: str,
+                     semi_supervised: bool, n_samples: int) -> str | None:
+    if objective == "elbo":
+        return None
+    flag = f"--objective={objective}"
+    if isinstance(latent_dim, tuple):
+        return (f"{flag} penalises one latent layer; use one --latent_dim "
+                f"size (or --objective=elbo).")
+    if posterior_flow != "none":
+        return (f"{flag} needs a diagonal Gaussian posterior; drop "
+                f"--posterior_flow (or use --objective=elbo).")
+    if semi_supervised:
+        return (f"--semi_supervised trains on its own objective; drop "
+                f"{flag} (or --semi_supervised).")
+    if n_samples != 1:
+        return (f"{flag} adds its penalty to the ELBO; drop --n_samples (or "
+                f"set it to 1).")
+    return None
+
+
+def _check_discriminator(objective: str,
+                         discriminator_learning_rate: float) -> str | None:
+    if objective == "factor_vae" and not discriminator_learning_rate > 0:
+        return ("--objective=factor_vae trains a discriminator: set "
+                "--discriminator_learning_rate (Kim & Mnih 2018: 1e-4).")
+    return None
+
+
+def _check_tc_batch(objective: str, batch_size: int) -> str | None:
+    if objective in ("beta_tcvae", "factor_vae") and batch_size < 2:
+        return (f"--objective={objective} estimates the total correlation "
+                f"from the other examples of a batch; use --batch_size >= 2.")
+    return None
+
+
 def _check_length(epochs: int, max_steps: int) -> str | None:
     if epochs <= 0 and max_steps <= 0:
         return "Set --epochs or --max_steps to a positive number."
@@ -425,6 +475,87 @@ class TrainConfig(ModelConfig):
         "that training does not penalise (each layer's rate counts as "
         "max(free_bits, its batch mean)); 0 = off. The reported ELBO and "
         "NLL stay the true bounds.", kind="float", low=0)
+    objective: str = setting(
+        "elbo", "Training objective: elbo (the ELBO; the beta-VAE objective "
+        "with --beta, IWAE with --n_samples), or a disentangling one, on "
+        "one diagonal Gaussian latent layer (tfpvae.penalties): beta_tcvae "
+        "(Chen et al. 2018: ELBO - (--tc_weight - 1) * total correlation), "
+        "factor_vae (Kim & Mnih 2018: ELBO - --tc_weight * a "
+        "discriminator's estimate of the TC), dip_vae_i / dip_vae_ii "
+        "(Kumar et al. 2018: ELBO - a penalty on the covariance of q(z)), "
+        "info_vae (Zhao et al. 2017: -distortion - --beta * rate - "
+        "--mmd_weight * MMD(q(z), p(z)); --beta=0 is WAE-MMD, Tolstikhin et "
+        "al. 2018) or capacity (Burgess et al. 2018: -distortion - "
+        "--capacity_weight * |rate - C|, C rising to --capacity_max).",
+        kind="enum", choices=tuple(penalties.OBJECTIVES))
+    tc_weight: float = setting(
+        6.0, "Weight of the total correlation: beta of beta_tcvae (Chen et "
+        "al. 2018, whose figures use 6; the TC term counts beta times, the "
+        "rest of the KL once) and gamma of factor_vae (Kim & Mnih 2018 "
+        "sweep 10-100 on dSprites: set it).", kind="float", low=0)
+    tc_estimator: str = setting(
+        "mss", "Minibatch estimator of the total correlation of "
+        "beta_tcvae (Chen et al. 2018): mss (stratified sampling, unbiased "
+        "for q(z) in every batch) or mws (weighted sampling, Chen et al.'s "
+        "main estimator; biased when the dataset is much larger than the "
+        "batch).", kind="enum", choices=penalties.TC_ESTIMATORS)
+    discriminator_learning_rate: float = setting(
+        0.0, "With --objective=factor_vae: learning rate of the "
+        "discriminator's Adam (Kim & Mnih 2018: 1e-4, beta1 0.5); must be "
+        "set.", kind="float", low=0)
+    discriminator_hidden_units: tuple[int, ...] = setting(
+        (1000,) * 6, "With --objective=factor_vae: hidden widths of the "
+        "discriminator MLP, leaky ReLU (Kim & Mnih 2018: 6 layers of 1000).",
+        kind="ints", low=1)
+    dip_lambda_od: float = setting(
+        10.0, "DIP-VAE (Kumar et al. 2018): weight lambda_od of the squared "
+        "off-diagonal covariances of q(z).", kind="float", low=0)
+    dip_lambda_d: float = setting(
+        0.0, "DIP-VAE (Kumar et al. 2018): weight lambda_d of the squared "
+        "distance of the variances from 1; 0 = the paper's choice, 10 * "
+        "--dip_lambda_od for dip_vae_i and --dip_lambda_od for dip_vae_ii.",
+        kind="float", low=0)
+    mmd_weight: float = setting(
+        1000.0, "info_vae: weight lambda of MMD^2(q(z), p(z)) (Zhao et al. "
+        "2017 use 1000 on MNIST; Tolstikhin et al.'s WAE-MMD 10).",
+        kind="float", low=0)
+    mmd_kernel: str = setting(
+        "imq", "info_vae: kernel of the MMD, with scale C = 2 * latent_dim: "
+        "imq (inverse multiquadric C / (C + |x-y|^2), Tolstikhin et al. "
+        "2018) or rbf (Gaussian exp(-|x-y|^2 / C), Zhao et al. 2017).",
+        kind="enum", choices=tuple(penalties.KERNELS))
+    capacity_max: float = setting(
+        25.0, "capacity: the rate target C (nats) reached after "
+        "--capacity_steps (Burgess et al. 2018: 25 on dSprites).",
+        kind="float", low=0)
+    capacity_steps: int = setting(
+        100000, "capacity: steps over which C rises linearly from 0 to "
+        "--capacity_max (Burgess et al. 2018: 100k); 0 = at once.",
+        kind="int", low=0)
+    capacity_weight: float = setting(
+        1000.0, "capacity: weight gamma of |rate - C| (Burgess et al. 2018: "
+        "1000).", kind="float", low=0)
+    conditional: bool = setting(
+        False, "Condition the model on the dataset's labels: q(z|x,y) and "
+        "p(x|z,y) (a conditional VAE, Sohn et al. 2015); the bounds are on "
+        "log p(x|y), and samples take labels.", kind="bool")
+    semi_supervised: bool = setting(
+        False, "Train the semi-supervised model M2 (Kingma et al. 2014): a "
+        "classifier q(y|x) beside a conditional VAE, on "
+        "--labelled_examples labelled examples and every training example "
+        "without its label.", kind="bool")
+    labelled_examples: int = setting(
+        100, "With --semi_supervised: labelled training examples, balanced "
+        "over the classes and chosen by --seed (their indices are written "
+        "to <model_dir>/labelled_examples.json); the rest of the training "
+        "split is used without labels.", kind="int", low=1)
+    labelled_batch_size: int = setting(
+        100, "With --semi_supervised: labelled examples in every batch, "
+        "beside --batch_size unlabelled ones.", kind="int", low=1)
+    alpha: float = setting(
+        1.0, "With --semi_supervised: weight of the classification "
+        "log-likelihood log q(y|x) of each labelled example (Kingma et al.'s "
+        "alpha).", kind="float", low=0)
     # Optimisation.
     optimizer: str = setting(
         "adam", "Optimizer (tf_keras).", kind="enum",
@@ -459,9 +590,14 @@ class TrainConfig(ModelConfig):
         "without it after one log line. See docs/performance.md.",
         kind="bool_or_auto")
     mixed_precision: str = setting(
-        "none", "Compute the networks in reduced precision (distributions "
-        "stay float32); mixed_float16 adds dynamic loss scaling.",
-        kind="enum", choices=("none", "mixed_bfloat16", "mixed_float16"))
+        "auto", "Compute the networks in reduced precision (distributions, "
+        "bounds and evaluation stay float32): auto (bfloat16 where the "
+        "hardware computes it natively - a GPU of compute capability >= 8.0, "
+        "a CPU with AMX or AVX512-BF16 - and the batch is >= 1000, where it "
+        "was measured faster; else float32; see tfpvae.hardware), none "
+        "(float32), mixed_bfloat16, or mixed_float16 (with dynamic loss "
+        "scaling).", kind="enum",
+        choices=("auto", "none", "mixed_bfloat16", "mixed_float16"))
     strategy: str = setting(
         "default", "tf.distribute strategy: default (one device), mirrored "
         "(all local devices; see --cpu_devices) or multi_worker "
@@ -483,8 +619,11 @@ class TrainConfig(ModelConfig):
         "when it is cached or can be downloaded, else the 10,000 MNIST "
         "digits bundled with tfpvae (mnist_bundled); or a "
         "tensorflow_datasets name (mnist, binarized_mnist, fashion_mnist, "
-        "...), mnist_bundled, sklearn_digits (8x8 digits, offline), or a "
-        "local .npz/.npy/.csv/.amat file or MNIST IDX folder.", kind="str")
+        "dsprites and shapes3d with their factors, ...), mnist_bundled, "
+        "sklearn_digits (8x8 digits, offline), sprites or sprites:N "
+        "(generated 2-D sprites with known factors, offline; default 50,000 "
+        "images), or a local .npz/.npy/.csv/.amat file or MNIST IDX folder.",
+        kind="str")
     data_dir: str = setting(
         "", "tensorflow_datasets data directory ('' = tfds default).",
         kind="str")
@@ -544,6 +683,12 @@ class TrainConfig(ModelConfig):
         (("kl", "prior", "posterior_flow"), _check_kl),
         (("gradient_estimator", "n_samples", "posterior_flow", "latent_dim"),
          _check_dreg),
+        (("conditional", "semi_supervised", "n_samples", "prior"),
+         _check_labels_use),
+        (("objective", "latent_dim", "posterior_flow", "semi_supervised",
+          "n_samples"), _check_objective),
+        (("objective", "discriminator_learning_rate"), _check_discriminator),
+        (("objective", "batch_size"), _check_tc_batch),
         (("epochs", "max_steps"), _check_length),
         (("lr_schedule", "lr_decay_epochs", "epochs", "max_steps"),
          _check_lr_decay),

@@ -24,6 +24,23 @@ source has one besides a validation split). A source is one of:
   `importlib.resources`, sha256-checked on every load), always available
   offline. It has no validation split, so ``valid`` is carved from it; for
   the full 70,000-image MNIST use ``mnist`` (tfds);
+* ``sprites`` (or ``sprites:N``): binary 64x64x1 images generated offline
+  by `tfpvae.sprites` from five known factors (shape, scale, orientation,
+  position_x, position_y), N of them (default `SPRITES_DEFAULT_EXAMPLES`,
+  50,000, of the 737,280 combinations) drawn without replacement, in a
+  random order, with the fixed seed `SPRITES_SEED`, independent of
+  ``seed``: every run sees the same images, and only the train/valid carve
+  follows ``seed``. A stand-in for DeepMind's dSprites, not a copy of it:
+  its shapes are analytic regions (the heart is Taubin's curve, not the
+  hand-drawn mask), without anti-aliasing, with 2 pi k / 40 orientations
+  that never repeat for the heart, and possibly other pixel placements and
+  directions; see tfpvae/sprites.py for the exact rendering and
+  differences. In memory the images take 16 KB each (float32), 800 MB
+  for the default 50,000;
+* ``dsprites`` and ``shapes3d``: the `tensorflow_datasets` datasets (a
+  download when online), read with their factor labels (`TFDS_FACTORS`).
+  Both are complete factor grids, held in memory in full as float32:
+  737,280 images, 12 GB, and 480,000 color images, 24 GB;
 * anything else is a `tensorflow_datasets` name (``mnist``, ``fashion_mnist``,
   ``binarized_mnist``, ``cifar10``, ``emnist/letters``, ...).
 
@@ -44,6 +61,15 @@ Normalisation rules:
 * Tabular data is standardised with the train split's mean and standard
   deviation (stored in the `Dataset`) unless ``standardize=False``.
 * ``digits`` keeps only the listed labels, in every split.
+* Factors of variation (sprites, dsprites, shapes3d) are kept as integer
+  indices ``[N, num_factors]`` per split (`Dataset.factors`), aligned with
+  the examples through the valid carve and the ``digits`` filter, with
+  their names and numbers of values (`Dataset.factor_names`,
+  `Dataset.factor_sizes`). `factor_sampler` gives the ground truth that the
+  sampled disentanglement scores (`tfpvae.disentanglement`) draw from: the
+  sprites renderer, or a `GridSampler` that looks images up by their
+  factors in a dataset holding the complete factor grid (dsprites,
+  shapes3d loaded in full).
 * ``binarize="static"`` replaces every split once by a Bernoulli sample of
   its pixel intensities. ``binarize="dynamic"`` keeps intensities in the
   train split and `make_train_dataset` draws a fresh sample of each batch
@@ -81,6 +107,7 @@ import difflib
 import gzip
 import hashlib
 import importlib.resources
+import math
 import os
 import re
 import socket
@@ -96,6 +123,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfpvae import sprites as sprites_lib
+
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
@@ -110,6 +139,30 @@ SKLEARN_DIGITS_ALIASES = ("sklearn_digits", "digits")
 
 #: Source name of the MNIST test set shipped inside tfpvae (package data).
 MNIST_BUNDLED = "mnist_bundled"
+
+#: Source name of the generated sprites (`tfpvae.sprites`); ``sprites:N``
+#: asks for N examples.
+SPRITES = "sprites"
+
+#: Examples of ``sprites`` without ``:N`` (of the 737,280 combinations).
+SPRITES_DEFAULT_EXAMPLES = 50_000
+
+#: Seed of the sprites drawn for ``sprites[:N]``. Fixed, independent of the
+#: run's seed, so that every run sees the same images.
+SPRITES_SEED = 20240612
+
+#: tfds datasets read with their factors of variation: name -> the integer
+#: (ClassLabel) features holding the factor indices, in factor order.
+TFDS_FACTORS = {
+    "dsprites": ("label_shape", "label_scale", "label_orientation",
+                 "label_x_position", "label_y_position"),
+    "shapes3d": ("label_floor_hue", "label_wall_hue", "label_object_hue",
+                 "label_scale", "label_shape", "label_orientation"),
+}
+
+#: How to get data with factor labels, for the errors that need them.
+FACTOR_SOURCES_HINT = ("--dataset=sprites (generated offline), --dataset=dsprites "
+                       "or --dataset=shapes3d (tensorflow_datasets)")
 
 #: Host:port probed before tfds is allowed to download (tfds and most of its
 #: datasets are served from Google Cloud Storage).
@@ -127,6 +180,7 @@ _IDX_NAME = re.compile(
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4",
                0x0D: ">f4", 0x0E: ">f8"}
 _AMAT_NAME = re.compile(r"^binarized_mnist_(?P<split>train|valid|test)\.amat$")
+_SPRITES_NAME = re.compile(rf"^{SPRITES}(?::(?P<count>.*))?$")
 _LOCAL_SUFFIXES = (".npz", ".npy", ".csv", ".amat", ".gz")
 _LOCAL_HINT = ("a local .npz/.npy/.csv/.amat file, a folder of MNIST IDX files, "
                "'mnist_bundled' or 'sklearn_digits'")
@@ -170,6 +224,13 @@ class Dataset:
         binarize: The ``binarize`` mode the data was loaded with.
         label_names: Class names indexed by label when the source provides
             them (tfds class labels, text labels of a csv), else None.
+        factors: int64 factor indices ``[N, num_factors]`` per split
+            (aligned with `splits`), or None where the source has no
+            factors of variation (the default: no factors).
+        factor_names: The factors' names, e.g. ``("shape", "scale", ...)``,
+            or None.
+        factor_sizes: The number of values of each factor (indices of
+            factor k lie in ``[0, factor_sizes[k])``), or None.
     """
 
     name: str
@@ -182,6 +243,16 @@ class Dataset:
     feature_std: np.ndarray | None = dataclasses.field(default=None, repr=False)
     binarize: str = "none"
     label_names: list[str] | None = dataclasses.field(default=None, repr=False)
+    factors: dict[str, np.ndarray | None] = dataclasses.field(default_factory=dict,
+                                                              repr=False)
+    factor_names: tuple[str, ...] | None = None
+    factor_sizes: tuple[int, ...] | None = None
+
+    @property
+    def has_factors(self) -> bool:
+        """Whether every split comes with its factors of variation."""
+        return self.factor_sizes is not None and all(
+            self.factors.get(split) is not None for split in self.splits)
 
     @property
     def is_binary(self) -> bool:
@@ -192,6 +263,8 @@ class Dataset:
         """Returns a one-line description, e.g. for logging."""
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
         labelled = "labelled" if self.labels.get("train") is not None else "unlabelled"
+        if self.has_factors:
+            labelled += f", factors {','.join(self.factor_names)}"
         return (f"{self.name}: {self.kind} {self.data_shape}, {sizes}, {labelled}, "
                 f"binarize={self.binarize}, eval_split={self.eval_split}")
 
@@ -204,6 +277,9 @@ class _Raw:
     splits: dict[str, np.ndarray]
     labels: dict[str, np.ndarray | None]
     label_names: list[str] | None = None
+    factors: dict[str, np.ndarray | None] = dataclasses.field(default_factory=dict)
+    factor_names: tuple[str, ...] | None = None
+    factor_sizes: tuple[int, ...] | None = None
 
 
 # --------------------------------------------------------------------------
@@ -222,9 +298,9 @@ def load_dataset(source: str | os.PathLike,
     """Loads a dataset into memory with normalised splits.
 
     Args:
-        source: A tfds name, a local file/folder path, ``"sklearn_digits"`` or
-            ``"mnist_bundled"`` (see the module docstring for the accepted
-            formats).
+        source: A tfds name, a local file/folder path, ``"sklearn_digits"``,
+            ``"mnist_bundled"`` or ``"sprites[:N]"`` (see the module
+            docstring for the accepted formats).
         digits: Labels to keep (e.g. ``[1, 8]``); every split is filtered.
         binarize: ``"none"``, ``"static"`` or ``"dynamic"`` (see module
             docstring). Only for image data.
@@ -249,13 +325,15 @@ def load_dataset(source: str | os.PathLike,
                            "strictly between 0 and 1")
     raw = _read_source(os.fspath(source), label_column=label_column, data_dir=data_dir)
     splits, labels = _check_shapes(raw)
+    factors = _check_factors(raw, splits)
     if "valid" not in splits:
-        splits, labels = _carve_validation(raw.name, splits, labels,
-                                           validation_fraction, seed)
+        splits, labels, factors = _carve_validation(raw.name, splits, labels, factors,
+                                                    validation_fraction, seed)
     data_shape = tuple(int(d) for d in splits["train"].shape[1:])
     kind = "image" if len(data_shape) == 3 else "tabular"
     if digits is not None:
-        splits, labels = _filter_labels(raw.name, splits, labels, digits)
+        splits, labels, factors = _filter_labels(raw.name, splits, labels, factors,
+                                                 digits)
 
     feature_mean = feature_std = None
     if kind == "image":
@@ -279,7 +357,9 @@ def load_dataset(source: str | os.PathLike,
     return Dataset(name=raw.name, splits=splits, labels=labels,
                    data_shape=data_shape, kind=kind, eval_split="valid",
                    feature_mean=feature_mean, feature_std=feature_std,
-                   binarize=binarize, label_names=raw.label_names)
+                   binarize=binarize, label_names=raw.label_names,
+                   factors=factors, factor_names=raw.factor_names,
+                   factor_sizes=raw.factor_sizes)
 
 
 def make_train_dataset(ds: Dataset,
@@ -289,7 +369,8 @@ def make_train_dataset(ds: Dataset,
                        binarize: str = "none",
                        drop_remainder: bool = True,
                        split: str = "train",
-                       initial_epoch: int = 0) -> tf.data.Dataset:
+                       initial_epoch: int = 0,
+                       with_labels: bool = False) -> tf.data.Dataset:
     """Builds the training pipeline: one shuffled epoch per iteration.
 
     The split is held in memory once as a tensor; each epoch draws a
@@ -313,15 +394,20 @@ def make_train_dataset(ds: Dataset,
         split: The split to iterate.
         initial_epoch: Epoch index of the first iteration, to resume a run
             with the same orders and samples it would have had.
+        with_labels: Also yield the batch's labels (int32 ``[B]``), gathered
+            with the same order.
 
     Returns:
-        A `tf.data.Dataset` of float32 batches ``[B, *data_shape]``.
+        A `tf.data.Dataset` of float32 batches ``[B, *data_shape]``, or of
+        ``(x, labels)`` pairs with `with_labels`.
 
     Raises:
         DatasetError: For an unknown split or binarize mode, binarizing
             tabular data, or a split smaller than one batch.
     """
     x = _split_array(ds, split)
+    if with_labels and ds.labels.get(split) is None:
+        raise DatasetError(f"{ds.name}: split {split!r} has no labels")
     if binarize not in BINARIZE_CHOICES:
         raise DatasetError(f"binarize={binarize!r} is not one of {BINARIZE_CHOICES}")
     if binarize != "none" and ds.kind != "image":
@@ -346,6 +432,8 @@ def make_train_dataset(ds: Dataset,
         data = tf.constant(np.round(x * _BERNOULLI_LEVELS).astype(np.int32))
     else:
         data = tf.constant(x, dtype=tf.float32)
+    labels = (tf.constant(ds.labels[split].astype(np.int32)) if with_labels
+              else None)
     seed_t = tf.constant(seed, tf.int64)
     dynamic_seed = tf.constant(seed + _DYNAMIC_SEED_SALT, tf.int64)
     # The epoch counter lives in the pipeline: every new iterator takes the
@@ -371,7 +459,7 @@ def make_train_dataset(ds: Dataset,
             if binarize == "dynamic":
                 step = epoch * num_batches + b
                 xb = _bernoulli_from_thresholds(xb, tf.stack([dynamic_seed, step]))
-            return xb
+            return xb if labels is None else (xb, tf.gather(labels, index))
 
         return tf.data.Dataset.range(num_batches).map(
             batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -495,6 +583,104 @@ def resolve_default_source(data_dir: str | None = None) -> str:
 
 
 # --------------------------------------------------------------------------
+# Ground truth for the sampled disentanglement scores
+# --------------------------------------------------------------------------
+
+class GridSampler:
+    """A dataset holding every combination of its factors, as ground truth.
+
+    Implements `tfpvae.disentanglement.GroundTruthSampler`: factors are drawn
+    uniformly over the grid, and the observation of a combination is looked
+    up among the examples of every split (dsprites and shapes3d are complete
+    grids, split into train and valid only by the carve). Under dynamic
+    binarization an observation is a Bernoulli sample of the stored
+    intensities, drawn with the given rng (the valid and test splits are
+    binary already, so this is the identity there).
+
+    Args:
+        dataset: A `Dataset` with factors that cover the whole grid
+            ``factor_sizes`` (of duplicates, one is used).
+
+    Attributes:
+        num_factors: Number of factors K.
+        factor_sizes: Number of values of each factor.
+        factor_names: The factors' names.
+
+    Raises:
+        DatasetError: The dataset has no factors, or lacks some combinations.
+    """
+
+    def __init__(self, dataset: Dataset):
+        _require_factors(dataset)
+        self.factor_sizes = tuple(int(k) for k in dataset.factor_sizes)
+        self.factor_names = dataset.factor_names
+        self.num_factors = len(self.factor_sizes)
+        self._images = [dataset.splits[split] for split in dataset.splits]  # No copies.
+        self._bernoulli = dataset.binarize == "dynamic"
+        total = math.prod(self.factor_sizes)
+        self._row = np.full(total, -1, np.int64)  # Flat grid index -> global row.
+        self._starts = np.cumsum([0] + [len(x) for x in self._images[:-1]])
+        for start, split in zip(self._starts, dataset.splits):
+            flat = np.ravel_multi_index(tuple(dataset.factors[split].T),
+                                        self.factor_sizes)
+            rows = start + np.arange(len(flat))
+            unseen = self._row[flat] < 0
+            self._row[flat[unseen]] = rows[unseen]
+        held = int(np.count_nonzero(self._row >= 0))
+        if held < total:
+            raise DatasetError(
+                f"{dataset.name}: holds {held:,} of the {total:,} combinations of its "
+                f"factors, a subset of the grid; the sampled scores (beta-VAE, "
+                f"FactorVAE) need them all: load the complete dataset")
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Factor indices ``[n, K]``, uniform over the grid (int64)."""
+        return np.stack([rng.integers(0, size, n) for size in self.factor_sizes],
+                        axis=1).astype(np.int64)
+
+    def sample_observations_from_factors(self, factors,
+                                         rng: np.random.Generator) -> np.ndarray:
+        """The examples of ``factors`` ``[n, K]``: float32 ``[n, *data_shape]``."""
+        factors = np.asarray(factors)
+        if factors.ndim != 2 or factors.shape[1] != self.num_factors:
+            raise ValueError(f"factors must have shape [n, {self.num_factors}]; got "
+                             f"{factors.shape}")
+        rows = self._row[np.ravel_multi_index(tuple(factors.T), self.factor_sizes)]
+        part = np.searchsorted(self._starts, rows, side="right") - 1
+        out = np.empty((len(rows), *self._images[0].shape[1:]), np.float32)
+        for i in np.unique(part):
+            where = part == i
+            out[where] = self._images[i][rows[where] - self._starts[i]]
+        return _bernoulli(out, rng) if self._bernoulli else out
+
+
+def factor_sampler(dataset: Dataset):
+    """The ground truth of a dataset with factors, for the sampled scores.
+
+    Args:
+        dataset: A `Dataset` with factors.
+
+    Returns:
+        A `tfpvae.disentanglement.GroundTruthSampler`: for ``sprites[:N]``
+        `tfpvae.sprites.SpritesSampler` (renders any combination, so N does
+        not matter), else a `GridSampler` over the dataset's examples.
+
+    Raises:
+        DatasetError: The dataset has no factors, or only part of its grid.
+    """
+    _require_factors(dataset)
+    if _SPRITES_NAME.match(dataset.name):
+        return sprites_lib.SpritesSampler()
+    return GridSampler(dataset)
+
+
+def _require_factors(dataset: Dataset) -> None:
+    if not dataset.has_factors:
+        raise DatasetError(f"{dataset.name} has no factor labels; use data with known "
+                           f"factors of variation: {FACTOR_SOURCES_HINT}")
+
+
+# --------------------------------------------------------------------------
 # Source resolution and readers
 # --------------------------------------------------------------------------
 
@@ -509,6 +695,8 @@ def _read_source(source: str, *, label_column: str | None,
         return _read_sklearn_digits()
     if source.lower() == MNIST_BUNDLED:
         return _read_bundled_mnist()
+    if match := _SPRITES_NAME.match(source.strip().lower()):
+        return _read_sprites(source.strip().lower(), match["count"])
     if path.exists():
         if path.is_dir():
             return _read_folder(path)
@@ -811,6 +999,31 @@ def _read_sklearn_digits() -> _Raw:
                 {"train": bunch.target.astype(np.int64)})
 
 
+def _read_sprites(name: str, count: str | None) -> _Raw:
+    """``count`` (default `SPRITES_DEFAULT_EXAMPLES`) generated sprites with
+    their factors, drawn with the fixed `SPRITES_SEED`."""
+    total = sprites_lib.NUM_IMAGES
+    n = SPRITES_DEFAULT_EXAMPLES
+    if count is not None:
+        try:
+            n = int(count.replace("_", ""))
+        except ValueError:
+            n = -1
+        if not 2 <= n <= total:
+            raise DatasetError(f"{name!r}: N in sprites:N must be a whole number of "
+                               f"examples from 2 to {total:,}, e.g. "
+                               f"sprites:{SPRITES_DEFAULT_EXAMPLES}")
+    images, factors = sprites_lib.load(n, seed=SPRITES_SEED)
+    # `load` sorts by factors; a fixed random order makes every prefix (e.g.
+    # evaluate --max_examples) a uniform sample, as in a shuffled tfds dataset.
+    order = np.random.default_rng([SPRITES_SEED, 1]).permutation(n)
+    images, factors = images[order], factors[order]
+    return _Raw(name, {"train": images}, {"train": None},
+                factors={"train": factors},
+                factor_names=tuple(sprites_lib.FACTOR_NAMES),
+                factor_sizes=tuple(sprites_lib.FACTOR_SIZES))
+
+
 def _read_tfds(name: str, data_dir: str | None) -> _Raw:
     """Loads a tensorflow_datasets dataset into numpy, downloading if online."""
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
@@ -851,11 +1064,17 @@ def _read_tfds(name: str, data_dir: str | None) -> _Raw:
     label_names = None
     if has_label and hasattr(features["label"], "names"):
         label_names = list(features["label"].names)
+    factor_keys = TFDS_FACTORS.get(_tfds_base_name(name), ())
+    missing = [key for key in factor_keys if key not in features.keys()]
+    if missing:
+        raise DatasetError(f"tfds dataset {name!r} lacks the factor features {missing} "
+                           f"(features: {sorted(features.keys())}); update "
+                           "tensorflow_datasets or tfpvae.data.TFDS_FACTORS")
 
     # Split names come from the prepared metadata; when it lists none (tfds
     # mock data without metadata files) try the conventional names.
     available = list(builder.info.splits.keys()) or ["train", "validation", "test"]
-    splits, labels = {}, {}
+    splits, labels, factors = {}, {}, {}
     for tfds_split in available:
         split = dict(_SPLIT_ALIASES).get(tfds_split)
         if split is None or split in splits:
@@ -864,13 +1083,15 @@ def _read_tfds(name: str, data_dir: str | None) -> _Raw:
             continue
         # Read in chunks rather than with batch_size=-1, which batches by the
         # metadata's example count and crashes when that count is unknown.
-        images, split_labels = [], []
+        images, split_labels, split_factors = [], [], []
         try:
             chunks = builder.as_dataset(split=tfds_split, batch_size=_TFDS_CHUNK)
             for chunk in tfds.as_numpy(chunks):
                 images.append(chunk["image"])
                 if has_label:
                     split_labels.append(chunk["label"])
+                if factor_keys:
+                    split_factors.append(np.stack([chunk[k] for k in factor_keys], 1))
         except Exception as e:  # unreadable or ragged examples
             raise DatasetError(f"cannot read split {tfds_split!r} of tfds dataset "
                                f"{name!r}: {_one_line(e)}") from None
@@ -878,9 +1099,20 @@ def _read_tfds(name: str, data_dir: str | None) -> _Raw:
             raise DatasetError(f"split {tfds_split!r} of tfds dataset {name!r} is empty")
         splits[split] = np.concatenate(images)
         labels[split] = np.concatenate(split_labels).astype(np.int64) if has_label else None
+        factors[split] = np.concatenate(split_factors) if factor_keys else None
     if "train" not in splits:
         raise DatasetError(f"tfds dataset {name!r} has no train split (splits: {available})")
-    return _Raw(name, splits, labels, label_names)
+    if not factor_keys:
+        return _Raw(name, splits, labels, label_names)
+    return _Raw(name, splits, labels, label_names, factors,
+                factor_names=tuple(k.removeprefix("label_") for k in factor_keys),
+                factor_sizes=tuple(int(features[k].num_classes) for k in factor_keys))
+
+
+def _tfds_base_name(name: str) -> str:
+    """The dataset of a tfds name, without config and version
+    (``"dsprites:2.0.0"`` -> ``"dsprites"``)."""
+    return name.split("/")[0].split(":")[0].strip().lower()
 
 
 # --------------------------------------------------------------------------
@@ -915,6 +1147,33 @@ def _check_shapes(raw: _Raw) -> tuple[dict[str, np.ndarray], dict[str, np.ndarra
         splits[split] = x
         labels[split] = _check_labels(raw.name, split, raw.labels.get(split), len(x))
     return splits, labels
+
+
+def _check_factors(raw: _Raw, splits: dict[str, np.ndarray]
+                   ) -> dict[str, np.ndarray | None]:
+    """Validates the factors of each split: int64 ``[N, num_factors]``, each
+    in ``[0, factor_sizes[k])``; None per split for a source without."""
+    if raw.factor_sizes is None:
+        return {split: None for split in splits}
+    sizes = np.asarray(raw.factor_sizes, np.int64)
+    factors = {}
+    for split, x in splits.items():
+        v = raw.factors.get(split)
+        if v is None:
+            raise DatasetError(f"{raw.name}: split {split!r} has no factors but other "
+                               "splits have")
+        v = np.asarray(v)
+        if v.shape != (len(x), len(sizes)) or not np.issubdtype(v.dtype, np.integer):
+            raise DatasetError(f"{raw.name}: factors of split {split!r} have shape "
+                               f"{v.shape} and dtype {v.dtype}; expected integers of "
+                               f"shape {(len(x), len(sizes))}")
+        bad = np.flatnonzero(((v < 0) | (v >= sizes)).any(axis=0))
+        if bad.size:
+            k = int(bad[0])
+            raise DatasetError(f"{raw.name}: factor {raw.factor_names[k]!r} of split "
+                               f"{split!r} lies outside [0, {sizes[k]})")
+        factors[split] = v.astype(np.int64)
+    return factors
 
 
 def _check_finite(name: str, split: str, x: np.ndarray, *,
@@ -991,30 +1250,34 @@ def _check_labels(name: str, split: str, y: np.ndarray | None,
     return y.astype(np.int64)
 
 
-def _carve_validation(name, splits, labels, fraction, seed):
+def _carve_validation(name, splits, labels, factors, fraction, seed):
     """Splits ``valid`` off ``train`` with a permutation fixed by ``seed``.
 
-    Both parts keep the original relative order of their examples.
+    Both parts keep the original relative order of their examples; labels and
+    factors follow their examples. Returns ``(splits, labels, factors)``.
     """
-    x, y = splits["train"], labels["train"]
-    n = len(x)
+    n = len(splits["train"])
     if n < 2:
         raise DatasetError(f"{name}: {n} example(s) cannot be split into train and valid")
     n_valid = min(max(int(round(n * fraction)), 1), n - 1)
     order = np.random.default_rng(seed).permutation(n)
     valid_idx, train_idx = np.sort(order[:n_valid]), np.sort(order[n_valid:])
-    new_splits = {"train": x[train_idx], "valid": x[valid_idx]}
-    new_labels = {"train": None if y is None else y[train_idx],
-                  "valid": None if y is None else y[valid_idx]}
-    if "test" in splits:
-        new_splits["test"], new_labels["test"] = splits["test"], labels["test"]
+    carved = []
+    for per_split in (splits, labels, factors):
+        whole = per_split["train"]
+        new = {"train": None if whole is None else whole[train_idx],
+               "valid": None if whole is None else whole[valid_idx]}
+        if "test" in splits:
+            new["test"] = per_split["test"]
+        carved.append(new)
     logging.info("%s: no validation split; carved %d of %d train examples (seed %d)",
                  name, n_valid, n, seed)
-    return new_splits, new_labels
+    return tuple(carved)
 
 
-def _filter_labels(name, splits, labels, digits):
-    """Keeps only the examples whose label is in ``digits``, in every split."""
+def _filter_labels(name, splits, labels, factors, digits):
+    """Keeps only the examples whose label is in ``digits``, in every split
+    (with their factors); returns ``(splits, labels, factors)``."""
     wanted = np.array(sorted({int(d) for d in digits}), np.int64)
     if wanted.size == 0:
         raise DatasetError("digits is empty; pass the labels to keep, e.g. digits=[1, 8]")
@@ -1028,14 +1291,16 @@ def _filter_labels(name, splits, labels, digits):
     if missing:
         raise DatasetError(f"{name}: digits {missing} do not occur in the train labels "
                            f"(labels present: {present.tolist()})")
-    new_splits, new_labels = {}, {}
+    new_splits, new_labels, new_factors = {}, {}, {}
     for split, x in splits.items():
         keep = np.isin(labels[split], wanted)
         if not keep.any():
             raise DatasetError(f"{name}: no examples of digits {wanted.tolist()} in split "
                                f"{split!r}")
         new_splits[split], new_labels[split] = x[keep], labels[split][keep]
-    return new_splits, new_labels
+        v = factors.get(split)
+        new_factors[split] = None if v is None else v[keep]
+    return new_splits, new_labels, new_factors
 
 
 def _to_unit_interval(name, splits):

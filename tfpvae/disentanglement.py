@@ -40,6 +40,11 @@ implementation behind most published numbers.
   dimension of least normalised variance (majority vote). The score is the
   evaluation accuracy; chance is 1/K.
 
+``all_scores`` computes every one of them for one representation, with
+disentanglement_lib's sample sizes (`NUM_TRAIN`, `NUM_TEST`,
+`SAMPLED_BATCH_SIZE`): it is what ``python -m tfpvae.evaluate
+--disentanglement`` reports.
+
 #### References
 [1] Higgins, I. et al. beta-VAE: learning basic visual concepts with a
     constrained variational framework. ICLR 2017.
@@ -57,10 +62,12 @@ implementation behind most published numbers.
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import scipy.stats
+from absl import logging
 from sklearn import linear_model, metrics, svm
 from sklearn.ensemble import GradientBoostingClassifier
 
@@ -70,6 +77,14 @@ TEST_FRACTION = 1.0 / 3.0
 #: Observations per call of the representation function in the sampled
 #: scores (the results do not depend on it).
 _OBSERVATIONS_PER_CALL = 4096
+#: disentanglement_lib's sample sizes: training points of every score (MIG's
+#: points, the classifiers' training points, the FactorVAE variance
+#: estimate) and test (evaluation) points.
+NUM_TRAIN = 10_000
+NUM_TEST = 5_000
+#: disentanglement_lib's observations per point (beta-VAE) or vote
+#: (FactorVAE).
+SAMPLED_BATCH_SIZE = 64
 
 Representation = Callable[[np.ndarray], np.ndarray]
 
@@ -569,3 +584,127 @@ def factor_vae_score(representation: Representation,
                                    batch_size, rng, variances, active)
     correct = eval_votes[classifier, np.arange(len(classifier))]
     return float(correct.sum() / eval_votes.sum())
+
+
+# Every score -------------------------------------------------------------------
+
+
+def all_scores(representation: Representation, observations, factors,
+               sampler: GroundTruthSampler, *, num_train: int = NUM_TRAIN,
+               num_test: int = NUM_TEST,
+               batch_size: int = SAMPLED_BATCH_SIZE, seed=0) -> dict:
+    """Every metric of this module for one representation.
+
+    MIG, SAP and DCI score the codes of `observations` against their
+    `factors`: `num_train + num_test` of them drawn without replacement
+    (disentanglement_lib: 10,000 training and 5,000 test points), or all of
+    them when there are fewer, then held out in the proportion
+    `num_test : num_train`. MIG uses the training points, SAP and DCI train
+    their classifiers on those and test them on the held-out points. The
+    beta-VAE and FactorVAE scores draw from `sampler`: `num_train` training
+    and `num_test` evaluation points of `batch_size` observations each, and
+    `num_train` observations for FactorVAE's variances. Each score has its
+    own seed stream (derived from `seed`), so one does not depend on the
+    others. The time each score takes is logged.
+
+    Args:
+        representation: `observations [n, ...] -> codes [n, D]`, D >= 2.
+        observations: Observations `[N, ...]`, e.g. a held-out split.
+        factors: Their integer factors `[N, K]`, aligned with them.
+        sampler: The same ground truth (`GroundTruthSampler`).
+        num_train: Training points (>= 2).
+        num_test: Test points (>= 1).
+        batch_size: Observations per beta-VAE point or FactorVAE vote.
+        seed: A non-negative int.
+
+    Returns:
+        A JSON-serialisable dict: the floats `mig`, `sap`,
+        `dci_disentanglement`, `dci_completeness`, `dci_informativeness`,
+        `beta_vae`, `factor_vae`; `dci_informativeness_per_factor` [K] and
+        `dci_importance_matrix` [D][K] as lists; the sample sizes
+        `available_points` (N), `train_points`, `test_points`,
+        `sampled_train_points`, `sampled_test_points`, `batch_size`; and
+        `note`, a sentence saying that all N points were used because
+        there were fewer than asked for (None otherwise).
+
+    Raises:
+        ValueError: For bad sizes, or codes and factors that do not fit.
+    """
+    observations, factors = np.asarray(observations), np.asarray(factors)
+    if num_train < 2 or num_test < 1 or batch_size < 2:
+        raise ValueError(f"num_train must be >= 2, num_test >= 1 and batch_size "
+                         f">= 2; got {num_train}, {num_test} and {batch_size}.")
+    if len(observations) != len(factors):
+        raise ValueError(f"observations and factors must have the same length; "
+                         f"got {len(observations)} and {len(factors)}.")
+    if factors.ndim != 2 or factors.shape[1] != sampler.num_factors:
+        raise ValueError(f"factors must have shape [N, {sampler.num_factors}] like "
+                         f"the sampler's; got {factors.shape}.")
+    available, wanted = len(observations), num_train + num_test
+
+    def stream(i: int) -> np.random.Generator:
+        return np.random.default_rng([seed, i])
+
+    order = stream(0).permutation(available)
+    note = None
+    if available >= wanted:
+        order, num_held_out = order[:wanted], num_test
+    else:
+        num_held_out = min(max(round(available * num_test / wanted), 1),
+                           available - 2)
+        note = (f"{available} points, fewer than {num_train} + {num_test}: "
+                f"MIG, SAP and DCI use all of them ({num_held_out} held out "
+                f"for testing)")
+    if num_held_out < 1:
+        raise ValueError(f"Too few points ({available}) for MIG, SAP and DCI; "
+                         f"pass at least 3.")
+    test, train = order[:num_held_out], order[num_held_out:]
+    codes = _represent_observations(representation, observations[train])
+    test_codes = _represent_observations(representation, observations[test])
+    train_factors, test_factors = factors[train], factors[test]
+    held_out = dict(test_codes=test_codes, test_factors=test_factors)
+    sampled = dict(batch_size=batch_size, num_train=num_train,
+                   num_eval=num_test)
+    scores = {}
+
+    def score(name: str, compute: Callable[[], float | dict]) -> None:
+        start = time.perf_counter()
+        result = compute()
+        scores.update(result if isinstance(result, dict) else {name: result})
+        logging.info("Disentanglement: %s computed in %.1f s.", name,
+                     time.perf_counter() - start)
+
+    score("mig", lambda: mig(codes, train_factors))
+    score("sap", lambda: sap(codes, train_factors, **held_out, seed=stream(2)))
+    score("dci", lambda: _dci_scores(codes, train_factors, held_out, stream(3)))
+    score("beta_vae", lambda: beta_vae_score(representation, sampler, **sampled,
+                                             seed=stream(4)))
+    score("factor_vae", lambda: factor_vae_score(
+        representation, sampler, **sampled, num_variance_estimate=num_train,
+        seed=stream(5)))
+    return dict(
+        scores, available_points=int(available), train_points=len(train),
+        test_points=len(test), sampled_train_points=int(num_train),
+        sampled_test_points=int(num_test), batch_size=int(batch_size),
+        note=note)
+
+
+def _dci_scores(codes, factors, held_out: dict, rng) -> dict:
+    """`dci`'s results as `all_scores` reports them (JSON-serialisable)."""
+    result = dci(codes, factors, **held_out, seed=rng)
+    return {"dci_disentanglement": result["disentanglement"],
+            "dci_completeness": result["completeness"],
+            "dci_informativeness": result["informativeness"],
+            "dci_informativeness_per_factor":
+                result["informativeness_per_factor"].tolist(),
+            "dci_importance_matrix": result["importance_matrix"].tolist()}
+
+
+def _represent_observations(representation: Representation,
+                            observations: np.ndarray) -> np.ndarray:
+    """Codes `[n, D]` of observations `[n, ...]`, in calls of at most
+    `_OBSERVATIONS_PER_CALL`."""
+    step = _OBSERVATIONS_PER_CALL
+    return np.concatenate([
+        np.asarray(representation(observations[i:i + step]), np.float64)
+        for i in range(0, len(observations), step)])

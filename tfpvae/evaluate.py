@@ -12,9 +12,25 @@ draws and seed both give the same numbers. The data are those of the
 training run (its flags.json, through `tfpvae.inputs.load_data`), or
 `--dataset`.
 
+    python -m tfpvae.evaluate --model_dir=runs/sprites --disentanglement
+
+also scores how well the representation, the posterior mean of the top
+latent layer (`model.posterior_mean`), separates the dataset's known
+factors of variation (`tfpvae.disentanglement.all_scores`, under
+"disentanglement" in evaluation.json): MIG, SAP and DCI on the codes of the
+evaluated split, 10,000 training and 5,000 test points by default as in
+disentanglement_lib [2] (all of the split when it is smaller, which the
+output says), and the beta-VAE and FactorVAE scores on data drawn from the
+dataset's ground truth (`tfpvae.data.factor_sampler`) with their defaults
+(10,000 training and 5,000 evaluation points of 64 observations). The data
+must have factor labels: --dataset=sprites (generated offline), dsprites or
+shapes3d.
+
 #### References
 [1] Burda, Y., Grosse, R. and Salakhutdinov, R. Importance weighted
     autoencoders. ICLR 2016.
+[2] Locatello, F. et al. Challenging common assumptions in the unsupervised
+    learning of disentangled representations. ICML 2019.
 """
 
 from __future__ import annotations
@@ -22,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +48,7 @@ from absl import logging
 
 from tfpvae import config as config_lib
 from tfpvae import data as data_lib
+from tfpvae import disentanglement
 from tfpvae import inputs
 from tfpvae import run_dir
 from tfpvae.evaluation import ACTIVE_UNIT_THRESHOLD  # pylint: disable=unused-import
@@ -80,10 +98,64 @@ def evaluate(model, x: np.ndarray, k: int = 5000, seed: int = 0,
                             log_every_seconds=log_every_seconds)
 
 
+def disentanglement_scores(model, x: np.ndarray, factors: np.ndarray,
+                           sampler, *, num_train: int = disentanglement.NUM_TRAIN,
+                           num_test: int = disentanglement.NUM_TEST,
+                           sampled_batch_size: int = disentanglement.SAMPLED_BATCH_SIZE,
+                           batch_size: int = 100, seed: int = 0) -> dict:
+    """Every disentanglement metric of the model's representation.
+
+    The representation is the posterior mean of the top latent layer,
+    `model.posterior_mean(x)`, computed in batches; the scores are
+    `tfpvae.disentanglement.all_scores` of it.
+
+    Args:
+        model: The model (a `tfpvae.models.LatentVariableModel`).
+        x: Examples `[N, *data_shape]` of the evaluated split.
+        factors: Their integer factors `[N, K]`.
+        sampler: The dataset's ground truth (`tfpvae.data.factor_sampler`).
+        num_train, num_test: Training and test points of every score.
+        sampled_batch_size: Observations per beta-VAE point or FactorVAE
+            vote.
+        batch_size: Examples per call of the model.
+        seed: Seed of the point selection, the sampled data and the
+            classifiers.
+
+    Returns:
+        `all_scores`' dict, with `seconds`.
+    """
+    start = time.perf_counter()
+    results = disentanglement.all_scores(
+        posterior_means(model, batch_size), x, factors, sampler,
+        num_train=num_train, num_test=num_test, batch_size=sampled_batch_size,
+        seed=seed)
+    results["seconds"] = time.perf_counter() - start
+    return results
+
+
+def posterior_means(model, batch_size: int):
+    """`x [n, *data_shape] -> posterior means [n, latent_dim]` (numpy), one
+    compiled call per `batch_size` examples."""
+    mean = tf.function(model.posterior_mean, input_signature=[
+        tf.TensorSpec([None, *model.data_shape], tf.float32)])
+
+    def represent(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([
+            mean(tf.constant(x[i:i + batch_size], tf.float32)).numpy()
+            for i in range(0, len(x), batch_size)])
+    return represent
+
+
 def format_table(results: dict) -> str:
-    """The scalar results as a two-column text table."""
-    rows = [(key, value) for key, value in results.items()
-            if not isinstance(value, (list, dict))]
+    """The scalar results as a two-column text table; the scalars of a
+    nested dict (e.g. "disentanglement") are rows "<dict>.<key>"."""
+    rows = []
+    for key, value in results.items():
+        if isinstance(value, dict):
+            rows += [(f"{key}.{k}", v) for k, v in value.items()
+                     if not isinstance(v, (list, dict)) and v is not None]
+        elif not isinstance(value, list):
+            rows.append((key, value))
     width = max(len(key) for key, _ in rows)
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
     for key, value in rows:
@@ -181,6 +253,31 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          "Evaluate the checkpoint with the best held-out bound "
                          "(<model_dir>/best) instead of the latest one.",
                          flag_values=flag_values)
+    flags.DEFINE_boolean(
+        "disentanglement", False,
+        "Also score how well the posterior means separate the data's factors "
+        "of variation: MIG, SAP and DCI on the evaluated split, beta-VAE and "
+        "FactorVAE on data drawn from the dataset's ground truth. Needs a "
+        f"dataset with factor labels: {data_lib.FACTOR_SOURCES_HINT}.",
+        flag_values=flag_values)
+    flags.DEFINE_integer(
+        "disentanglement_train_points", disentanglement.NUM_TRAIN,
+        "With --disentanglement: training points of every score (codes of "
+        "the split for MIG, SAP, DCI; beta-VAE points, FactorVAE votes and "
+        "FactorVAE's variance estimate). disentanglement_lib's 10,000.",
+        lower_bound=2, flag_values=flag_values)
+    flags.DEFINE_integer(
+        "disentanglement_test_points", disentanglement.NUM_TEST,
+        "With --disentanglement: test points of every score (held-out codes "
+        "for SAP and DCI, beta-VAE and FactorVAE evaluation points). "
+        "disentanglement_lib's 5,000. A split with fewer than train + test "
+        "points is used in full, in the same proportion.",
+        lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer(
+        "disentanglement_batch_size", disentanglement.SAMPLED_BATCH_SIZE,
+        "With --disentanglement: observations per beta-VAE point and per "
+        "FactorVAE vote (disentanglement_lib's 64).", lower_bound=2,
+        flag_values=flag_values)
 
 
 def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
@@ -201,12 +298,16 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
     if flag_values.max_examples is not None and flag_values.max_examples < 1:
         raise ValueError(f"--max_examples must be >= 1; got "
                          f"{flag_values.max_examples}.")
-    checkpoint = tf.train.latest_checkpoint(
+    # The newest intact checkpoint (a damaged one is skipped with a warning).
+    checkpoint = run_dir.find_checkpoint(
         run_dir.best_checkpoint_dir(model_dir) if flag_values.best
-        else run_dir.checkpoint_dir(model_dir))
+        else run_dir.checkpoint_dir(model_dir),
+        fallback=(run_dir.checkpoint_dir(model_dir) if flag_values.best
+                  else None))
     model = run_dir.load(model_dir, checkpoint, best=flag_values.best)
     config = run_config(model_dir, flag_values.dataset)
     ds = inputs.load_data(config)
+    sampler = _factor_sampler(ds) if flag_values.disentanglement else None
     split, x = split_data(ds, flag_values.split, flag_values.seed)
     labels = ds.labels.get(split)
     x = x[:flag_values.max_examples]
@@ -220,8 +321,30 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
                        elbo_samples=flag_values.elbo_samples, kl=config.kl,
                        labels=labels if model.num_classes else None)
     results.update(split=split, checkpoint=checkpoint, dataset=ds.name)
+    if sampler is not None:
+        logging.info("Scoring the disentanglement of the posterior means on %s.",
+                     ds.name)
+        scores = disentanglement_scores(
+            model, x, ds.factors[split][:flag_values.max_examples], sampler,
+            num_train=flag_values.disentanglement_train_points,
+            num_test=flag_values.disentanglement_test_points,
+            sampled_batch_size=flag_values.disentanglement_batch_size,
+            batch_size=flag_values.batch_size, seed=flag_values.seed)
+        if scores["note"]:
+            scores["note"] = f"the {split} split has {scores['note']}"
+            logging.info("Disentanglement: %s.", scores["note"])
+        results["disentanglement"] = dict(scores, factor_names=list(ds.factor_names))
     run_dir.write_json_atomic(run_dir.path(model_dir, EVALUATION_FILE), results)
     return results
+
+
+def _factor_sampler(ds: data_lib.Dataset):
+    """The ground truth for --disentanglement, refusing data without
+    factors in one line (before the long evaluation)."""
+    if not ds.has_factors:
+        raise ValueError(f"--disentanglement needs data with factor labels, and "
+                         f"{ds.name} has none; use {data_lib.FACTOR_SOURCES_HINT}.")
+    return data_lib.factor_sampler(ds)
 
 
 def main(argv):

@@ -92,15 +92,16 @@ class Evaluator:
         self._elbo_terms = tf.function(self._elbo_terms_fn)
 
     def _elbo_terms_fn(self, x, labels, n, seed):
-        terms = objectives.evidence_lower_bound(
-            x, self.model.encode(x, labels), self.model.prior,
-            lambda z: self.model.decode(z, labels), kl=self.kl, n_samples=n,
-            seed=seed)
+        terms = self.model.evaluation_elbo(x, self.kl, n, seed, labels=labels)
         return terms.distortion, tf.stack(terms.layer_rates, axis=-1)
 
     def _batch(self, x, labels, b: int) -> dict:
-        """Per-example arrays of one batch."""
+        """Per-example arrays of one batch; `labels` (or None) go to the
+        bounds of a model that conditions on them, and to its metrics."""
         seed = tf.random.experimental.stateless_fold_in(self._seed, b)
+        metric_labels = labels
+        if not self.model.conditions_on_labels:
+            labels = None
         distortion, rates = 0.0, 0.0
         for i, lo in enumerate(range(0, self.elbo_samples, self._chunk)):
             n = min(self._chunk, self.elbo_samples - lo)
@@ -116,7 +117,8 @@ class Evaluator:
         if self.active_units:
             out["means"] = np.concatenate(
                 [m.numpy() for m in self.model.layer_means(x, labels)], axis=-1)
-        for name, values in self.model.evaluation_metrics(x, labels).items():
+        for name, values in self.model.evaluation_metrics(
+                x, metric_labels).items():
             out[name] = np.asarray(values, np.float64)
         return out
 

@@ -1,4 +1,4 @@
-"""Export of a trained VAE as a TensorFlow SavedModel that needs no tfpvae.
+"""Export of a trained model as a TensorFlow SavedModel that needs no tfpvae.
 
 `export_saved_model(model, export_dir)` writes a SavedModel with three
 signatures, whose graphs hold only TensorFlow ops, so it loads with
@@ -6,20 +6,27 @@ signatures, whose graphs hold only TensorFlow ops, so it loads with
 Probability installed:
 
     encode(x: float32 [N, *data_shape]) ->
-        loc [N, latent_dim], scale [N, latent_dim]   q0(z|x) = N(loc, scale^2)
-        sample [N, latent_dim]                       z ~ q(z|x) (through the
-                                                     flow, if the model has one)
+        loc [N, latent_dim]                          the posterior mean of
+                                                     the top latent layer
+        scale [N, latent_dim]                        (one Gaussian layer:)
+                                                     q0(z|x) = N(loc, scale^2)
+        sample [N, latent_dim]                       z ~ q(z|x), top layer
+                                                     (through the flow, if any)
     decode(z: float32 [N, latent_dim]) ->
-        mean [N, *data_shape]                        E[x|z]
-        params [N, *data_shape, P]                   the decoder's raw output
-                                                     (logits for Bernoulli)
+        mean [N, *data_shape]                        E[x|z] (lower layers at
+                                                     their prior means)
+        params [N, *data_shape, P]                   (one layer:) the decoder's
+                                                     raw output (logits for
+                                                     Bernoulli)
     sample(n: int32 scalar) ->
         images [n, *data_shape]                      E[x|z] for z ~ p(z)
         samples [n, *data_shape]                     x ~ p(x|z)
-        z [n, latent_dim]
+        z [n, latent_dim]                            the top layer's z
 
-Random draws inside the SavedModel use TensorFlow's global generator (they
-are not seeded). Example:
+A model with labels (a conditional or semi-supervised model) takes one more
+input in every signature, `labels`: int32 [N] (for `sample`, [n]), the
+classes to encode, decode or draw. Random draws inside the SavedModel use
+TensorFlow's global generator (they are not seeded). Example:
 
     loaded = tf.saved_model.load("runs/mnist/saved_model")
     images = loaded.signatures["sample"](n=tf.constant(16))["images"]
@@ -40,40 +47,62 @@ import tensorflow as tf
 from tfpvae.models import LatentVariableModel
 
 
-class _ExportedVAE(tf.Module):
+def _top(z):
+    """The top layer of a draw z (a dict "z1".."zL" for several layers)."""
+    if isinstance(z, dict):
+        return z[max(z, key=lambda key: int(key[1:]))]
+    return z
+
+
+class _ExportedModel(tf.Module):
     """The model's variables and the three exported functions."""
 
     def __init__(self, model: LatentVariableModel):
         super().__init__(name="vae")
         self.model = model
-        data_spec = tf.TensorSpec([None, *model.data_shape], tf.float32,
-                                  name="x")
-        latent_spec = tf.TensorSpec([None, model.latent_dim], tf.float32,
-                                    name="z")
-        self.encode = tf.function(self._encode, input_signature=[data_spec])
-        self.decode = tf.function(self._decode, input_signature=[latent_spec])
-        self.sample = tf.function(
-            self._sample, input_signature=[tf.TensorSpec([], tf.int32, name="n")])
+        labelled = model.num_classes > 0
+        x_spec = tf.TensorSpec([None, *model.data_shape], tf.float32, name="x")
+        z_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
+        n_spec = tf.TensorSpec([], tf.int32, name="n")
+        label_spec = [tf.TensorSpec([None], tf.int32, name="labels")] * labelled
+        self.encode = tf.function(self._encode,
+                                  input_signature=[x_spec, *label_spec])
+        self.decode = tf.function(self._decode,
+                                  input_signature=[z_spec, *label_spec])
+        self.sample = tf.function(self._sample,
+                                  input_signature=[n_spec, *label_spec])
 
-    def _encode(self, x):
-        posterior = self.model.encode(x)
-        # With a flow, q(z|x) transforms the diagonal Gaussian q0(z|x).
-        base = posterior if self.model.flow is None else posterior.distribution
-        return {"loc": base.mean(), "scale": base.stddev(),
-                "sample": posterior.sample()}
+    def _single_gaussian_layer(self):
+        return len(self.model.latent_sizes) == 1 and hasattr(self.model, "flow")
 
-    def _decode(self, z):
-        likelihood = self.model.decode(z)
-        params = tf.reshape(
-            tf.cast(self.model.decoder(z), tf.float32),
-            [-1, *self.model.data_shape, self.model.likelihood.num_params])
-        return {"mean": likelihood.mean(), "params": params}
+    def _encode(self, x, labels=None):
+        encoder_labels = labels if self.model.conditions_on_labels else None
+        posterior = self.model.encode(x, labels)
+        outputs = {"loc": self.model.posterior_mean(x, encoder_labels),
+                   "sample": _top(posterior.sample())}
+        if self._single_gaussian_layer():
+            # With a flow, q(z|x) transforms the diagonal Gaussian q0(z|x).
+            base = (posterior if self.model.flow is None
+                    else posterior.distribution)
+            outputs.update(loc=base.mean(), scale=base.stddev())
+        return outputs
 
-    def _sample(self, n):
+    def _decode(self, z, labels=None):
+        outputs = {"mean": self.model.decode_top(z, labels).mean()}
+        if self._single_gaussian_layer():
+            decoder_input = (z if not self.model.num_classes else tf.concat(
+                [z, tf.one_hot(labels, self.model.num_classes)], -1))
+            outputs["params"] = tf.reshape(
+                tf.cast(self.model.decoder(decoder_input), tf.float32),
+                [-1, *self.model.data_shape, self.model.likelihood.num_params])
+        return outputs
+
+    def _sample(self, n, labels=None):
         z = self.model.prior.sample(n)
-        likelihood = self.model.decode(z)
+        likelihood = self.model.decode(z, labels)
         return {"images": likelihood.mean(),
-                "samples": tf.cast(likelihood.sample(), tf.float32), "z": z}
+                "samples": tf.cast(likelihood.sample(), tf.float32),
+                "z": _top(z)}
 
 
 def export_saved_model(model: LatentVariableModel, export_dir: str) -> str:
@@ -89,7 +118,7 @@ def export_saved_model(model: LatentVariableModel, export_dir: str) -> str:
     Returns:
         `export_dir`.
     """
-    module = _ExportedVAE(model)
+    module = _ExportedModel(model)
     tmp_dir = export_dir.rstrip("/\\") + ".tmp"
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tf.saved_model.save(module, tmp_dir, signatures={

@@ -22,7 +22,18 @@ named figures of a model to `<model_dir>/plots/`:
 * decoded_z: decoded_z.png, the decoder mean and draws at one given z;
 * reconstructions: reconstructions.png, inputs over the decoder means and
   draws of their reconstructions;
-* prior_samples: prior_samples.png, decoder means and draws for z ~ p(z).
+* prior_samples: prior_samples.png, decoder means and draws for z ~ p(z);
+* class_samples: class_samples.png (a model with labels), one row per class,
+  the same draws of z in every row;
+* analogies: analogies.png (a model with labels), each input's posterior
+  mean decoded as every class (Kingma et al. 2014, fig. 1);
+* confusion_matrix: confusion_matrix.png (the semi-supervised model), its
+  classifier's confusion matrix on the split;
+* layer_samples: layer_samples.png (several latent layers), the top layer
+  fixed per row and the layers below drawn afresh per column.
+
+The figures that are not for a model (class_samples of a model without
+labels, say) are skipped with a log line.
 
 `compare_runs_figure` draws the held-out bound of several runs side by side
 (`python -m tfpvae.plot --compare=DIR,DIR,...`).
@@ -109,6 +120,8 @@ class PlotOptions:
         num_samples: Prior samples shown (a square grid of means and draws).
         max_points: At most this many points in a latent-space scatter.
         tsne_points: At most this many points embedded by t-SNE.
+        label: The class of the images generated from z (manifolds,
+            traversals, decoded_z) by a model with labels.
     """
 
     split: str | None = None
@@ -124,6 +137,7 @@ class PlotOptions:
     num_samples: int = 64
     max_points: int = 5000
     tsne_points: int = 1500
+    label: int = 0
 
     def validate(self, latent_dim: int) -> None:
         """Raises ValueError for options that do not fit the model."""
@@ -146,6 +160,8 @@ class PlotOptions:
                                  f"latent_dim={latent_dim}.")
         if self.traverse_dims is not None:
             check_dims("traverse_dims", self.traverse_dims)
+        if self.label < 0:
+            raise ValueError(f"label must be >= 0; got {self.label}.")
         for name in ("grid_size", "traverse_steps", "num_examples",
                      "num_samples", "max_points", "tsne_points"):
             if getattr(self, name) < 1:
@@ -162,8 +178,9 @@ def loss_curves_figure(history: Sequence[dict]) -> Figure:
         history: Training records (`read_history`), each with `epoch` (or
             `step`) and some of `train_elbo`/`train_loss`, `eval_elbo`,
             `eval_iwae` (with `eval_k`), `{train,eval}_rate`,
-            `{train,eval}_distortion` (see `tfpvae.train`); missing or None
-            values are left out.
+            `{train,eval}_distortion` (see `tfpvae.train`), and with several
+            latent layers `eval_rate_layer<l>` (drawn in the rate panel);
+            missing or None values are left out.
 
     Returns:
         A figure with three panels sharing the x axis.
@@ -183,8 +200,16 @@ def loss_curves_figure(history: Sequence[dict]) -> Figure:
             ("train", "train", lambda r: r.get("train_distortion")),
             ("valid", "eval", lambda r: r.get("eval_distortion"))]),
     ]
+    layers = sorted({int(k[len("eval_rate_layer"):]) for r in history for k in r
+                     if k.startswith("eval_rate_layer")})
+    panels[1][2].extend(
+        (f"valid, layer {layer}", f"layer{layer}",
+         lambda r, layer=layer: r.get(f"eval_rate_layer{layer}"))
+        for layer in layers)
     styles = {"train": dict(color="tab:blue"), "eval": dict(color="tab:orange"),
-              "iwae": dict(color="tab:green", linestyle="--")}
+              "iwae": dict(color="tab:green", linestyle="--"),
+              **{f"layer{layer}": dict(linestyle=":", linewidth=1)
+                 for layer in layers}}
     fig = _new_figure((13, 4.2))
     axes = fig.subplots(1, 3, sharex=True)
     for ax, (title, ylabel, series) in zip(axes, panels):
@@ -379,7 +404,8 @@ def manifold_values(grid: str, n: int) -> np.ndarray:
 
 
 def manifold_figure(model: LatentVariableModel, values: np.ndarray, *, dims=(0, 1),
-                    base: np.ndarray | None = None, title: str) -> Figure:
+                    base: np.ndarray | None = None, title: str,
+                    label: int = 0) -> Figure:
     """Decoder means on a square grid of latent points.
 
     Column j has z[dims[0]] = values[j]; row i (from the top) has
@@ -391,13 +417,14 @@ def manifold_figure(model: LatentVariableModel, values: np.ndarray, *, dims=(0, 
         dims: The two latent dimensions spanned.
         base: `[latent_dim]` values of the other dimensions (default zeros).
         title: Figure title.
+        label: The class decoded, for a model with labels.
     """
     values = np.asarray(values, np.float32)
     n = len(values)
     z = np.tile(_base_point(model, base), (n, n, 1))  # [rows, cols, latent]
     z[:, :, dims[0]] = values[None, :]
     z[:, :, dims[1]] = values[::-1, None]
-    images = _decoder_mean(model, z.reshape(n * n, -1))
+    images = _decoder_mean(model, z.reshape(n * n, -1), label)
     fig = _new_figure((8, 8.4))
     ax = fig.add_subplot()
     _show_tiled(ax, images, cols=n)
@@ -411,7 +438,7 @@ def manifold_figure(model: LatentVariableModel, values: np.ndarray, *, dims=(0, 
 
 
 def traversal_figure(model: LatentVariableModel, dim: int, values: np.ndarray, base: np.ndarray,
-                     *, base_description: str) -> Figure:
+                     *, base_description: str, label: int = 0) -> Figure:
     """Decoder means while z[dim] sweeps `values`, the rest fixed at `base`.
 
     Args:
@@ -420,11 +447,12 @@ def traversal_figure(model: LatentVariableModel, dim: int, values: np.ndarray, b
         values: `[n]` values of z[dim].
         base: `[latent_dim]` values of the other dimensions.
         base_description: What `base` is, for the title (e.g. "at 0").
+        label: The class decoded, for a model with labels.
     """
     values = np.asarray(values, np.float32)
     z = np.tile(np.asarray(base, np.float32), (len(values), 1))
     z[:, dim] = values
-    images = _decoder_mean(model, z)
+    images = _decoder_mean(model, z, label)
     width = max(6.0, 0.8 * len(values) + 1.0)
     fig = _new_figure((width, (width - 1.0) / len(values) + 1.0))
     ax = fig.add_subplot()
@@ -437,7 +465,7 @@ def traversal_figure(model: LatentVariableModel, dim: int, values: np.ndarray, b
 
 
 def decoded_z_figure(model: LatentVariableModel, z: Sequence[float], *, num_draws: int = 3,
-                     seed: int = 0) -> Figure:
+                     seed: int = 0, label: int = 0) -> Figure:
     """The decoder mean of p(x|z) at one latent vector, beside draws from it.
 
     Args:
@@ -445,9 +473,10 @@ def decoded_z_figure(model: LatentVariableModel, z: Sequence[float], *, num_draw
         z: One latent vector `[latent_dim]`.
         num_draws: Draws x ~ p(x|z) shown after the mean.
         seed: Seed of the draws.
+        label: The class decoded, for a model with labels.
     """
     z = np.asarray(z, np.float32)[None]  # [1, latent]
-    decoded = model.decode_top(z)
+    decoded = model.decode_top(z, _labels(model, 1, label))
     draws = tf.cast(decoded.sample(num_draws, seed=_stateless(seed)), tf.float32)
     images = np.concatenate([decoded.mean().numpy(), draws.numpy()[:, 0]], axis=0)
     width = max(6.0, 1.6 * len(images))
@@ -464,7 +493,7 @@ def decoded_z_figure(model: LatentVariableModel, z: Sequence[float], *, num_draw
 
 
 def reconstructions_figure(model: LatentVariableModel, x: np.ndarray, *, seed: int = 0,
-                           split: str = "valid") -> Figure:
+                           split: str = "valid", labels=None) -> Figure:
     """Inputs above their reconstructions: decoder mean and a draw at z ~ q(z|x).
 
     Both reconstructions of an example share one posterior draw z.
@@ -474,9 +503,10 @@ def reconstructions_figure(model: LatentVariableModel, x: np.ndarray, *, seed: i
         x: `[n, H, W, C]` inputs.
         seed: Seed of the posterior draw and of the decoder draw.
         split: Name of the split, for the title.
+        labels: The labels of x, for a model conditioned on them.
     """
-    mean = model.reconstruct(x, seed=seed, mean=True).numpy()
-    draw = model.reconstruct(x, seed=seed, mean=False).numpy()
+    mean = model.reconstruct(x, seed=seed, mean=True, labels=labels).numpy()
+    draw = model.reconstruct(x, seed=seed, mean=False, labels=labels).numpy()
     images = np.concatenate([x, mean, draw], axis=0)  # Row-major: 3 rows.
     n = len(x)
     fig = _new_figure((max(6.0, 0.9 * n + 2.0), 3.8))
@@ -492,16 +522,20 @@ def reconstructions_figure(model: LatentVariableModel, x: np.ndarray, *, seed: i
 
 
 def prior_samples_figure(model: LatentVariableModel, n: int = 64, *, seed: int = 0) -> Figure:
-    """Samples of the model: decoder means and draws for the same z ~ p(z).
+    """Samples of the model: decoder means and draws for the same z ~ p(z)
+    (a model with labels cycles through its classes).
 
     Args:
         model: The VAE (image data).
         n: Number of latent draws (shown as a near-square grid).
         seed: Seed of z and of the decoder draws.
     """
+    labels = np.arange(n) % model.num_classes if model.num_classes else None
     # The same seed draws the same z for both calls (see `VAE.sample`).
-    panels = [("decoder means E[x|z]", model.sample(n, seed=seed, mean=True)),
-              ("draws x ~ p(x|z)", model.sample(n, seed=seed, mean=False))]
+    panels = [("decoder means E[x|z]", model.sample(n, seed=seed, mean=True,
+                                                     labels=labels)),
+              ("draws x ~ p(x|z)", model.sample(n, seed=seed, mean=False,
+                                                labels=labels))]
     cols = int(np.ceil(np.sqrt(n)))
     fig = _new_figure((12, 6.6))
     for ax, (title, images) in zip(fig.subplots(1, 2), panels):
@@ -510,6 +544,128 @@ def prior_samples_figure(model: LatentVariableModel, n: int = 64, *, seed: int =
         ax.set_xlabel(f"{n} samples, z ~ p(z)")
         ax.set_ylabel("sample")
     fig.suptitle("Samples from the prior")
+    return fig
+
+
+def class_samples_figure(model: LatentVariableModel, n: int = 10, *,
+                         seed: int = 0) -> Figure:
+    """One row per class: decoder means of the same n draws z ~ p(z) (one
+    per column), decoded with each class, so a column shows one "style".
+
+    Args:
+        model: A model with labels (image data).
+        n: Draws of z (columns).
+        seed: Seed of the draws.
+    """
+    classes = model.num_classes
+    z = model.prior.sample(n, seed=_stateless(seed))
+    z_all = tf.nest.map_structure(lambda t: tf.tile(t, [classes, 1]), z)
+    labels = np.repeat(np.arange(classes), n)
+    images = model.decode(z_all, labels).mean().numpy()
+    fig = _new_figure((max(6.0, 0.8 * n + 1.5), 0.8 * classes + 1.2))
+    ax = fig.add_subplot()
+    _show_tiled(ax, images, cols=n)
+    _tick_cells(ax, "y", images.shape[1], [str(c) for c in range(classes)])
+    ax.set_xlabel("z ~ p(z), the same in every row")
+    ax.set_ylabel("class")
+    ax.set_title("Class-conditional samples: decoder means E[x|z, y]")
+    return fig
+
+
+def analogies_figure(model: LatentVariableModel, x: np.ndarray, labels=None,
+                     *, split: str = "valid") -> Figure:
+    """Analogies (Kingma et al. 2014, fig. 1): each input's posterior mean z
+    (its "style") decoded with every class, one row per input.
+
+    Args:
+        model: A model with labels (image data).
+        x: `[n, H, W, C]` inputs.
+        labels: Their labels, for a model whose encoder reads them.
+        split: Name of the split, for the title.
+    """
+    classes, n = model.num_classes, len(x)
+    z = model.posterior_mean(
+        x, labels if model.conditions_on_labels else None).numpy()
+    decoded = model.decode_top(np.repeat(z, classes, axis=0),
+                               np.tile(np.arange(classes), n)).mean().numpy()
+    rows = decoded.reshape((n, classes) + decoded.shape[1:])
+    images = np.concatenate([np.asarray(x, np.float32)[:, None], rows], axis=1)
+    images = images.reshape((-1,) + images.shape[2:])
+    fig = _new_figure((0.8 * (classes + 1) + 1.5, 0.8 * n + 1.2))
+    ax = fig.add_subplot()
+    _show_tiled(ax, images, cols=classes + 1)
+    _tick_cells(ax, "x", images.shape[2],
+                ["input"] + [str(c) for c in range(classes)])
+    ax.set_xlabel("class decoded")
+    ax.set_ylabel(f"{split} example")
+    ax.set_title("Analogies: the style z of each input, decoded as every class")
+    return fig
+
+
+def confusion_matrix_figure(model: LatentVariableModel, x: np.ndarray,
+                            labels: np.ndarray, *,
+                            split: str = "valid") -> Figure:
+    """The confusion matrix of the classifier q(y|x) of a semi-supervised
+    model: counts of (true class, argmax q(y|x)).
+
+    Args:
+        model: A model with `classify(x) -> tfd.Categorical`.
+        x: `[N, ...]` inputs.
+        labels: `[N]` their classes.
+        split: Name of the split, for the title.
+    """
+    guesses = np.concatenate([
+        np.argmax(model.classify(x[i:i + _ENCODE_BATCH]).logits.numpy(), -1)
+        for i in range(0, len(x), _ENCODE_BATCH)])
+    classes = model.num_classes
+    counts = np.zeros((classes, classes), np.int64)
+    np.add.at(counts, (np.asarray(labels), guesses), 1)
+    error = 1.0 - np.trace(counts) / max(counts.sum(), 1)
+    fig = _new_figure((0.5 * classes + 3, 0.5 * classes + 2.5))
+    ax = fig.add_subplot()
+    image = ax.imshow(counts, cmap="Blues")
+    for (i, j), count in np.ndenumerate(counts):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                    color="white" if count > counts.max() / 2 else "black")
+    ax.set_xticks(range(classes))
+    ax.set_yticks(range(classes))
+    ax.set_xlabel("predicted class (argmax q(y|x))")
+    ax.set_ylabel("true class")
+    ax.set_title(f"Confusion matrix on {len(x)} {split} examples, error "
+                 f"{100 * error:.1f}%")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig
+
+
+def layer_samples_figure(model: LatentVariableModel, rows: int = 6,
+                         draws: int = 7, *, seed: int = 0) -> Figure:
+    """What each layer controls: one row per draw of the top layer
+    z_L ~ p(z_L); the first column decodes it with the lower layers at their
+    prior means, the others with the lower layers drawn afresh.
+
+    Args:
+        model: A model with several latent layers (image data).
+        rows: Draws of the top layer.
+        draws: Draws of the lower layers per row.
+        seed: Seed of every draw.
+    """
+    z = model.prior.sample(rows, seed=_stateless(seed))
+    top = z[sorted(z, key=lambda k: int(k[1:]))[-1]] if isinstance(z, dict) else z
+    labels = _labels(model, rows, 0)
+    columns = [model.decode_top(top, labels).mean().numpy()]
+    columns += [model.decode_top(top, labels, lower="sample",
+                                 seed=[seed, i + 1]).mean().numpy()
+                for i in range(draws)]
+    images = np.stack(columns, axis=1).reshape((-1,) + columns[0].shape[1:])
+    fig = _new_figure((0.8 * (draws + 1) + 1.5, 0.8 * rows + 1.2))
+    ax = fig.add_subplot()
+    _show_tiled(ax, images, cols=draws + 1)
+    _tick_cells(ax, "x", images.shape[2],
+                ["means"] + [f"draw {i + 1}" for i in range(draws)])
+    ax.set_xlabel("the layers below the top: at their means, then drawn")
+    ax.set_ylabel("z_top ~ p(z_top)")
+    ax.set_title("What the top layer fixes and the lower layers vary")
     return fig
 
 
@@ -564,13 +720,20 @@ class _PlotRun:
                              f"{sorted(self.dataset.splits)}.")
         return self.dataset.splits[self.split], self.dataset.labels.get(self.split)
 
+    def encoder_labels(self, labels):
+        """The labels for the encoder of a model that reads them, else None."""
+        return labels if self.model.conditions_on_labels else None
+
     def posterior_means(self) -> np.ndarray:
         """`[N, latent_dim]` posterior means of the split."""
         if self._means is None:
-            x, _ = self.data()
+            x, labels = self.data()
+            labels = self.encoder_labels(labels)
             self._means = np.concatenate(
-                [self.model.posterior_mean(x[i:i + _ENCODE_BATCH]).numpy()
-                 for i in range(0, len(x), _ENCODE_BATCH)], axis=0)
+                [self.model.posterior_mean(
+                    x[i:i + _ENCODE_BATCH],
+                    None if labels is None else labels[i:i + _ENCODE_BATCH]
+                ).numpy() for i in range(0, len(x), _ENCODE_BATCH)], axis=0)
         return self._means
 
     def save(self, fig: Figure, name: str) -> str:
@@ -658,7 +821,8 @@ def _write_manifold(run: _PlotRun) -> list[str]:
                              "p = 0.05..0.95"}
     return [run.save(manifold_figure(
         run.model, manifold_values(grid, run.options.grid_size), dims=dims,
-        base=run.options.fix, title=titles[grid] + fixed), f"manifold_{grid}")
+        base=run.options.fix, title=titles[grid] + fixed,
+        label=run.options.label), f"manifold_{grid}")
         for grid in ("linear", "inverse_cdf")]
 
 
@@ -670,7 +834,7 @@ def _write_grid_dims(run: _PlotRun) -> list[str]:
     dims = _grid_dims(run)
     fig = manifold_figure(
         run.model, manifold_values("linear", run.options.grid_size), dims=dims,
-        base=run.options.fix,
+        base=run.options.fix, label=run.options.label,
         title=f"Generated images over z[{dims[0]}], z[{dims[1]}]"
               + _fixed_description(run, dims))
     return [run.save(fig, f"grid_dims_{dims[0]}_{dims[1]}")]
@@ -697,14 +861,19 @@ def _write_traversals(run: _PlotRun) -> list[str]:
         if not 0 <= index < len(x):
             raise ValueError(f"traverse_from={index} is not an example index of "
                              f"the {run.split} split (0..{len(x) - 1}).")
-        base = run.model.posterior_mean(x[index:index + 1]).numpy()[0]
+        _, labels = run.data()
+        labels = run.encoder_labels(labels)
+        base = run.model.posterior_mean(
+            x[index:index + 1],
+            None if labels is None else labels[index:index + 1]).numpy()[0]
         description = f"at the encoding of {run.split} example {index}"
     else:
         base = _base_point(run.model, run.options.fix)
         description = "at 0" if run.options.fix is None else "fixed by --fix"
     values = manifold_values("linear", run.options.traverse_steps)
     return [run.save(traversal_figure(run.model, d, values, base,
-                                      base_description=description),
+                                      base_description=description,
+                                      label=run.options.label),
                      f"traversal_dim{d}") for d in _traverse_dims(run)]
 
 
@@ -712,7 +881,8 @@ def _write_decoded_z(run: _PlotRun) -> list[str]:
     if not run.is_image:
         return run.skip("decoded_z", "the data are not images")
     return [run.save(decoded_z_figure(run.model, run.options.z,
-                                      seed=run.options.seed), "decoded_z")]
+                                      seed=run.options.seed,
+                                      label=run.options.label), "decoded_z")]
 
 
 def _write_reconstructions(run: _PlotRun) -> list[str]:
@@ -720,9 +890,12 @@ def _write_reconstructions(run: _PlotRun) -> list[str]:
         return run.skip("reconstructions", "the data are not images")
     if run.dataset is None:
         return run.skip("reconstructions", "no dataset")
-    x, _ = run.data()
-    fig = reconstructions_figure(run.model, x[:run.options.num_examples],
-                                 seed=run.options.seed, split=run.split)
+    x, labels = run.data()
+    n = run.options.num_examples
+    labels = run.encoder_labels(labels)
+    fig = reconstructions_figure(run.model, x[:n], seed=run.options.seed,
+                                 split=run.split,
+                                 labels=None if labels is None else labels[:n])
     return [run.save(fig, "reconstructions")]
 
 
@@ -732,6 +905,48 @@ def _write_prior_samples(run: _PlotRun) -> list[str]:
     fig = prior_samples_figure(run.model, run.options.num_samples,
                                seed=run.options.seed)
     return [run.save(fig, "prior_samples")]
+
+
+def _write_class_samples(run: _PlotRun) -> list[str]:
+    if not run.model.num_classes:
+        return run.skip("class_samples", "the model has no labels")
+    if not run.is_image:
+        return run.skip("class_samples", "the data are not images")
+    return [run.save(class_samples_figure(run.model, seed=run.options.seed),
+                     "class_samples")]
+
+
+def _write_analogies(run: _PlotRun) -> list[str]:
+    if not run.model.num_classes:
+        return run.skip("analogies", "the model has no labels")
+    if not run.is_image or run.dataset is None:
+        return run.skip("analogies", "the data are not images, or no dataset")
+    x, labels = run.data()
+    n = run.options.num_examples
+    fig = analogies_figure(run.model, x[:n],
+                           None if labels is None else labels[:n],
+                           split=run.split)
+    return [run.save(fig, "analogies")]
+
+
+def _write_confusion_matrix(run: _PlotRun) -> list[str]:
+    if not hasattr(run.model, "classify"):
+        return run.skip("confusion_matrix", "the model has no classifier")
+    if run.dataset is None or run.data()[1] is None:
+        return run.skip("confusion_matrix", "no labelled data")
+    x, labels = run.data()
+    return [run.save(confusion_matrix_figure(run.model, x, labels,
+                                             split=run.split),
+                     "confusion_matrix")]
+
+
+def _write_layer_samples(run: _PlotRun) -> list[str]:
+    if len(run.model.latent_sizes) < 2:
+        return run.skip("layer_samples", "the model has one latent layer")
+    if not run.is_image:
+        return run.skip("layer_samples", "the data are not images")
+    return [run.save(layer_samples_figure(run.model, seed=run.options.seed),
+                     "layer_samples")]
 
 
 #: The figures by name, in drawing order: name -> writer(run) -> paths.
@@ -744,10 +959,15 @@ PLOTS: dict[str, Callable[[_PlotRun], list[str]]] = {
     "decoded_z": _write_decoded_z,
     "reconstructions": _write_reconstructions,
     "prior_samples": _write_prior_samples,
+    "class_samples": _write_class_samples,
+    "analogies": _write_analogies,
+    "confusion_matrix": _write_confusion_matrix,
+    "layer_samples": _write_layer_samples,
 }
 
 #: Plots that read the dataset.
-DATA_PLOTS = ("latent_space", "traversal", "reconstructions")
+DATA_PLOTS = ("latent_space", "traversal", "reconstructions", "analogies",
+              "confusion_matrix")
 
 
 def resolve_plot_names(which: str | Sequence[str], latent_dim: int,
@@ -841,9 +1061,21 @@ def _base_point(model: LatentVariableModel, fix) -> np.ndarray:
     return np.asarray(fix, np.float32)
 
 
-def _decoder_mean(model: LatentVariableModel, z: np.ndarray) -> np.ndarray:
-    """`[N, H, W, C]` decoder means for z `[N, latent_dim]`."""
-    return model.decode_top(z).mean().numpy()
+def _labels(model: LatentVariableModel, n: int, label: int):
+    """`[n]` copies of `label` for a model with labels, else None."""
+    if not model.num_classes:
+        return None
+    if not 0 <= label < model.num_classes:
+        raise ValueError(f"label={label} is not a class of this model "
+                         f"(0..{model.num_classes - 1}).")
+    return np.full(n, label, np.int32)
+
+
+def _decoder_mean(model: LatentVariableModel, z: np.ndarray,
+                  label: int = 0) -> np.ndarray:
+    """`[N, H, W, C]` decoder means for z `[N, latent_dim]` (of class
+    `label`, for a model with labels)."""
+    return model.decode_top(z, _labels(model, len(z), label)).mean().numpy()
 
 
 def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:

@@ -322,6 +322,7 @@ def make_encoder(
     conv_filters: Sequence[int] = (32, 64),
     dtype_policy: str | None = None,
     resnet_blocks: int = 2,
+    label_units: int = 0,
 ) -> tf_keras.Sequential:
     """Builds an encoder network `x -> h` of the named architecture.
 
@@ -338,23 +339,53 @@ def make_encoder(
             "mixed_float16") or None for float32.
         resnet_blocks: Residual blocks per resolution ("resnet"; the other
             architectures ignore it).
+        label_units: With > 0, a `LabelledEncoder` called on `(x, y)`, y a
+            `[N, label_units]` one-hot label, concatenated to the flattened
+            features of x before the dense layers.
 
     Returns:
-        A built `tf_keras.Sequential`; its output is float32
-        `[N, output_units]`.
+        A built `tf_keras.Sequential` (or `LabelledEncoder`); its output is
+        float32 `[N, output_units]`.
     """
     data_shape = tuple(int(d) for d in data_shape)
     net = _net(activation, dtype_policy, conv_filters, resnet_blocks)
     body = _architecture(architecture, data_shape, net)
     p = net.policy
-    layers = [tf_keras.layers.InputLayer(input_shape=data_shape),
-              *body.encoder_features(data_shape, net),
-              tf_keras.layers.Flatten(dtype=p)]
-    layers += [tf_keras.layers.Dense(units, activation=net.act, dtype=p)
-               for units in hidden_units]
-    layers += [tf_keras.layers.Dense(output_units, dtype=p),
-               tf_keras.layers.Activation("linear", dtype="float32")]
-    return tf_keras.Sequential(layers, name=f"{architecture}_encoder")
+    features = [tf_keras.layers.InputLayer(input_shape=data_shape),
+                *body.encoder_features(data_shape, net),
+                tf_keras.layers.Flatten(dtype=p)]
+    head = [tf_keras.layers.Dense(units, activation=net.act, dtype=p)
+            for units in hidden_units]
+    head += [tf_keras.layers.Dense(output_units, dtype=p),
+             tf_keras.layers.Activation("linear", dtype="float32")]
+    if not label_units:
+        return tf_keras.Sequential(features + head,
+                                   name=f"{architecture}_encoder")
+    features = tf_keras.Sequential(features, name=f"{architecture}_features")
+    width = int(features.output_shape[-1]) + label_units
+    head = tf_keras.Sequential(
+        [tf_keras.layers.InputLayer(input_shape=(width,))] + head,
+        name="labelled_head")
+    return LabelledEncoder(features, head, name=f"{architecture}_encoder")
+
+
+class LabelledEncoder(tf_keras.layers.Layer):
+    """An encoder of `(x, y)`: the features of x, the one-hot label y
+    appended, then the dense layers (a conditional VAE's q(z|x, y)).
+
+    Args:
+        features: `x [N, *data_shape] -> [N, F]` (built).
+        head: `[N, F + K] -> [N, output_units]` (built).
+    """
+
+    def __init__(self, features, head, **kwargs):
+        super().__init__(**kwargs)
+        self.features, self.head = features, head
+
+    def call(self, inputs):
+        x, labels = inputs
+        h = self.features(x)
+        return self.head(tf.concat([h, tf.cast(labels, h.dtype)], axis=-1))
 
 
 def make_decoder(

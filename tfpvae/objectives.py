@@ -84,12 +84,15 @@ class ELBOResult(NamedTuple):
             free bits, if any).
         layer_rates: The rate of each latent layer, nearest the data first
             (one entry for a single layer); they sum to `rate`.
+        extras: Further per-example terms an objective reports, by name
+            (e.g. the semi-supervised model's classification loss).
     """
     elbo: tf.Tensor
     rate: tf.Tensor
     distortion: tf.Tensor
     objective: tf.Tensor
     layer_rates: tuple = ()
+    extras: dict = {}
 
 
 def check_choice(name: str, value: str, choices) -> None:

@@ -56,6 +56,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                       "Latent dimensions to traverse (default: all, at most "
                       f"the {plots.MAX_DEFAULT_TRAVERSALS} most active).",
                       flag_values=flag_values)
+    flags.DEFINE_integer("label", 0,
+                         "The class of the generated images (manifolds, "
+                         "traversals, decoded_z) of a model with labels.",
+                         flag_values=flag_values)
     flags.DEFINE_integer("traverse_from", None,
                          "Traverse around the encoding of this example of "
                          "--split (default: around --fix or zero).",
@@ -89,7 +93,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 
 #: Flags of the single-model figures, refused together with --compare.
-_MODEL_FLAGS = ("model_dir", "which", "dims", "fix", "z", "traverse_dims",
+_MODEL_FLAGS = ("model_dir", "which", "dims", "fix", "z", "traverse_dims", "label",
                 "traverse_from", "split", "grid_size", "seed", "dataset", "best")
 #: Flags that only --compare uses.
 _COMPARE_FLAGS = ("output", "metric")
@@ -134,7 +138,8 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
         dims=dims, fix=_numbers(flag_values.fix, "fix"),
         z=_numbers(flag_values.z, "z"),
         traverse_dims=_numbers(flag_values.traverse_dims, "traverse_dims", int),
-        traverse_from=flag_values.traverse_from, grid_size=flag_values.grid_size)
+        traverse_from=flag_values.traverse_from, grid_size=flag_values.grid_size,
+        label=flag_values.label)
     model = run_dir.load(model_dir, best=flag_values.best)
     # Check the names and options before loading the data.
     options.validate(model.latent_dim)

@@ -10,6 +10,8 @@
     <model_dir>/history.jsonl       one JSON object per evaluation
     <model_dir>/metrics.json        the final evaluation and the run's facts
     <model_dir>/evaluation.json     what `python -m tfpvae.evaluate` wrote
+    <model_dir>/labelled_examples.json  (--semi_supervised) the indices of
+                                    the labelled training examples
     <model_dir>/tensorboard/        TensorBoard event files (train/, eval/)
     <model_dir>/plots/              the figures
     <model_dir>/saved_model/        the exported SavedModel
@@ -20,12 +22,28 @@ either the old or the new content. `load(model_dir)` rebuilds the model
 from its configuration (any registered family, `tfpvae.models`) and
 restores a checkpoint's model variables (the optimizer state is not needed
 for inference and is skipped).
+
+Damage. A checkpoint is verified before it is restored: every tensor is
+read back, so a truncated file (a copy cut short, a disk that filled up)
+fails on its size and a corrupted one on the CRC32C checksum TensorFlow
+stores per tensor (`checkpoint_damage`). Training and `load` take the
+newest intact checkpoint, with one warning line naming the damaged file
+(`find_checkpoint`); when none is intact they stop with `CheckpointError`,
+one line saying what to do. A write that fails for lack of space or
+permission is reported as `StorageError` by the trainer
+(`storage_problem` recognises one); a checkpoint save cut short leaves a
+`ckpt-N_temp` folder, which the next session removes
+(`remove_unfinished_saves`).
 """
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import os
+import re
+import shutil
 import tempfile
 import time
 
@@ -42,6 +60,7 @@ FLAGS_JSON_FILE = "flags.json"
 HISTORY_FILE = "history.jsonl"
 METRICS_FILE = "metrics.json"
 EVALUATION_FILE = "evaluation.json"
+LABELLED_FILE = "labelled_examples.json"
 TENSORBOARD_SUBDIR = "tensorboard"
 PLOTS_SUBDIR = "plots"
 SAVED_MODEL_SUBDIR = "saved_model"
@@ -56,6 +75,41 @@ _SETTING_FLAG = {"data_shape": "dataset", "num_classes": "conditional"}
 
 class ModelDirError(ValueError):
     """The model directory holds something other than this run's model."""
+
+
+class CheckpointError(ValueError):
+    """The checkpoint needed is damaged, and no intact one can replace it."""
+
+
+class StorageError(RuntimeError):
+    """A file of the run could not be written (no space, no permission);
+    the message names what was being written and the last good checkpoint."""
+
+
+#: What an OSError's errno, or a TensorFlow error's message, says went wrong
+#: with the storage.
+_STORAGE_ERRNOS = {errno.ENOSPC: "no space left on device",
+                   errno.EDQUOT: "disk quota exceeded",
+                   errno.EROFS: "read-only file system",
+                   errno.EACCES: "permission denied",
+                   errno.EPERM: "permission denied"}
+_STORAGE_MESSAGES = ("no space left on device", "disk quota exceeded",
+                     "read-only file system", "permission denied")
+
+
+def storage_problem(error: BaseException) -> str | None:
+    """What went wrong with the storage, if `error` says a write failed for
+    lack of space or permission (an OSError, or a TensorFlow error such as
+    ResourceExhaustedError from a checkpoint save); None for other errors.
+    """
+    if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
+        return _STORAGE_ERRNOS[error.errno]
+    if isinstance(error, (OSError, tf.errors.OpError)):
+        text = str(error).lower()
+        for reason in _STORAGE_MESSAGES:
+            if reason in text:
+                return reason
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -285,21 +339,167 @@ def make_checkpoint(model, optimizer=None, step=None,
     return tf.train.Checkpoint(**kwargs)
 
 
+def list_checkpoints(directory: str) -> list[str]:
+    """The checkpoint prefixes saved in `directory`, newest first.
+
+    They are those of the directory's `checkpoint` file (what
+    tf.train.CheckpointManager completed), or, when that file is missing
+    or unreadable, every `ckpt-N.index` there.
+    """
+    if not os.path.isdir(directory):
+        return []
+    state = tf.train.get_checkpoint_state(directory)
+    names = list(state.all_model_checkpoint_paths) if state else []
+    if state and state.model_checkpoint_path:
+        names.append(state.model_checkpoint_path)
+    if not names:
+        names = [name[:-len(".index")] for name in os.listdir(directory)
+                 if re.fullmatch(r"ckpt-\d+\.index", name)]
+    # Relative to the directory, wherever it was when they were saved.
+    prefixes = {os.path.join(directory, os.path.basename(name))
+                for name in names}
+    return sorted(prefixes, key=checkpoint_number, reverse=True)
+
+
+def checkpoint_number(prefix: str) -> int:
+    """The N of a checkpoint prefix ".../ckpt-N" (-1 for another name)."""
+    match = re.search(r"-(\d+)$", prefix)
+    return int(match.group(1)) if match else -1
+
+
+def checkpoint_damage(prefix: str) -> str | None:
+    """Reads every tensor of the checkpoint `prefix` back.
+
+    A truncated file fails on its size, a corrupted one on the CRC32C
+    checksum stored for every tensor, a damaged index on its own checks.
+
+    Returns:
+        None when the checkpoint is intact; otherwise "FILE: what is wrong",
+        FILE being the name of the damaged (or missing) file.
+    """
+    index = f"{prefix}.index"
+    if not os.path.exists(index):
+        return f"{os.path.basename(index)}: missing"
+    data = sorted(glob.glob(glob.escape(prefix) + ".data-*"))
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except Exception as e:  # pylint: disable=broad-except
+        return f"{_damaged_file(e, prefix, [index] + data)}: {_reason(e, prefix)}"
+    try:
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # pylint: disable=broad-except
+        return (f"{_damaged_file(e, prefix, data or [index])}: "
+                f"{_reason(e, prefix)}")
+    return None
+
+
+def _damaged_file(error: Exception, prefix: str, candidates: list[str]) -> str:
+    """The file an error of reading `prefix` is about: the one it names,
+    the data shard it names, or else the first of `candidates`."""
+    text = str(error)
+    named = [path for path in candidates if path in text]
+    shard = re.search(r"shard (\d+)", text)
+    if not named and shard:
+        named = [path for path in candidates
+                 if re.search(rf"\.data-0*{shard.group(1)}-of-", path)]
+    return os.path.basename((named or candidates)[0])
+
+
+def _reason(error: Exception, prefix: str) -> str:
+    """The first line of an error, without the checkpoint's directory."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    text = text.replace(os.path.dirname(prefix) + os.sep, "")
+    return text[:200]
+
+
+def find_checkpoint(directory: str, fallback: str | None = None) -> str | None:
+    """The newest intact checkpoint of `directory` (then of `fallback`).
+
+    Damaged checkpoints are skipped with one warning line that names the
+    damaged files and the checkpoint used instead.
+
+    Args:
+        directory: A checkpoint directory (`checkpoint_dir`,
+            `best_checkpoint_dir`).
+        fallback: Another directory to take a checkpoint from when every
+            checkpoint of `directory` is damaged (not when it has none).
+
+    Returns:
+        The checkpoint prefix, or None when `directory` has no checkpoint.
+
+    Raises:
+        CheckpointError: Checkpoints exist but none is intact.
+    """
+    damaged = []
+    chosen = None
+    for prefix in list_checkpoints(directory):
+        problem = checkpoint_damage(prefix)
+        if problem is None:
+            chosen = prefix
+            break
+        damaged.append(problem)
+    if chosen is None and damaged and fallback is not None:
+        chosen = next((p for p in list_checkpoints(fallback)
+                       if checkpoint_damage(p) is None), None)
+    if damaged and chosen is None:
+        raise CheckpointError(
+            f"no intact checkpoint in {directory} ({'; '.join(damaged)}); "
+            f"move {directory} aside (or restore its files from a backup) "
+            f"and run again: training then starts over from step 0.")
+    if damaged:
+        logging.warning("Damaged checkpoint in %s (%s); using %s, the newest "
+                        "intact checkpoint, instead.", directory,
+                        "; ".join(damaged), chosen)
+    return chosen
+
+
+def remove_unfinished_saves(directory: str) -> None:
+    """Removes the `ckpt-N_temp` folders of checkpoint saves that did not
+    finish (a killed process, a full disk); the saved checkpoints stay."""
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if re.fullmatch(r"ckpt-\d+_temp", name) and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            logging.info("Removed %s, left by a checkpoint save that did not "
+                         "finish.", path)
+
+
 def load(model_dir: str, checkpoint: str | None = None, best: bool = False):
     """Returns the trained model saved in `model_dir`.
 
+    The checkpoint is verified first (`checkpoint_damage`): without an
+    explicit `checkpoint`, a damaged one is skipped for the newest intact
+    one (one warning line names the damaged file); with `best`, when every
+    checkpoint of best/ is damaged, the latest intact checkpoint of the run
+    is loaded instead.
+
     Args:
         model_dir: A directory written by `python -m tfpvae.main`.
-        checkpoint: A specific checkpoint prefix; default the latest one.
+        checkpoint: A specific checkpoint prefix; default the latest intact
+            one.
         best: Load the checkpoint with the best held-out bound instead of
             the latest one.
 
     Raises:
         FileNotFoundError: no configuration or no checkpoint in `model_dir`.
+        CheckpointError: `checkpoint` is damaged, or no checkpoint is intact.
     """
     model = models.from_config(read_model_config(model_dir))
     directory = best_checkpoint_dir(model_dir) if best else checkpoint_dir(model_dir)
-    checkpoint_path = checkpoint or tf.train.latest_checkpoint(directory)
+    if checkpoint:
+        problem = checkpoint_damage(checkpoint)
+        if problem:
+            raise CheckpointError(
+                f"checkpoint {checkpoint} is damaged ({problem}); load another "
+                f"one (without a checkpoint, load takes the newest intact "
+                f"one).")
+        checkpoint_path = checkpoint
+    else:
+        checkpoint_path = find_checkpoint(
+            directory, fallback=checkpoint_dir(model_dir) if best else None)
     if checkpoint_path is None:
         raise FileNotFoundError(
             f"No checkpoint in {directory!r}; train the model first.")

@@ -78,8 +78,19 @@ MODELS: dict[str, dict] = {
                 flow_hidden_units=(256, 256)),
     # The MLP trained on the importance-weighted bound with k = 10.
     "iwae": dict(n_samples=10),
+    # A two-layer ladder VAE (latent 32 and 16, 256-unit networks between
+    # the layers) on the same MLP encoder and decoder.
+    "hvae": dict(latent_dim=(32, 16), latent_hidden_units=(256,)),
+    # Residual convolutional networks: 32 and 64 channels, two blocks per
+    # resolution, a 256-unit dense layer.
+    "resnet": dict(architecture="resnet", conv_filters=(32, 64),
+                   hidden_units=(256,)),
 }
-DEFAULT_MODELS = ("mlp", "conv", "iaf")
+DEFAULT_MODELS = ("mlp", "conv", "iaf", "hvae", "resnet")
+
+#: The models `HandWrittenVAE` writes by hand; the others are measured with
+#: XLA on against XLA off (`measure_xla`).
+BASELINE_MODELS = ("mlp", "conv", "iaf", "iwae")
 
 #: Where the real data is looked for with --data=auto (the shared data
 #: folder beside the checkout, see tests/conftest.py).
@@ -607,6 +618,38 @@ def measure_training(name: str, x: tf.Tensor, jit_compile: bool, *,
                              / results["package"]["step_ms"]["median"])}
 
 
+def measure_xla(name: str, x: tf.Tensor, *, mixed_precision: str,
+                steps: int, blocks: int, warmup: int) -> dict:
+    """The CLI training step of a model with XLA on against XLA off, in
+    alternating blocks, both started from the same weights; and whether
+    --jit_compile=auto picks the faster."""
+    batch_size = int(x.shape[0])
+    steps_of, auto = {}, None
+    for jit in (True, False):
+        config = model_config(name, batch_size=batch_size,
+                              mixed_precision=mixed_precision, jit_compile=jit)
+        model, _, package_step = build_package(config, x.shape[1:])
+        auto = train.resolve_jit_compile("auto", model, config.n_samples)
+        steps_of["xla_on" if jit else "xla_off"] = package_step
+    beta = tf.constant(1.0)
+    counters = dict.fromkeys(steps_of, 0)
+
+    def runner(side):
+        def run_step():
+            step = counters[side]
+            counters[side] += 1
+            return steps_of[side](x, tf.constant(step, tf.int64), beta).numpy()
+        return run_step
+
+    results = interleave({side: runner(side) for side in steps_of},
+                         batch_size, steps=steps, blocks=blocks, warmup=warmup)
+    on, off = (results[s]["images_per_sec"] for s in ("xla_on", "xla_off"))
+    return {"model": name, "batch_size": batch_size,
+            "mixed_precision": mixed_precision, **results,
+            "auto_xla": auto, "xla_speedup": on / off,
+            "auto_picks_faster": auto == (on > off)}
+
+
 def measure_evaluation(name: str, x: tf.Tensor, *, k: int, repeats: int,
                        mixed_precision: str) -> dict:
     """Throughput of `VAE.log_likelihood(x, k)` and how it is compiled."""
@@ -770,6 +813,14 @@ def training_row(r: dict) -> str:
             f"({r['median_ratio']:.3f})  {_ON_OFF[r['auto_xla']]}")
 
 
+def xla_row(r: dict) -> str:
+    """One line of the XLA on/off table."""
+    auto = _ON_OFF[r["auto_xla"]] + ("" if r["auto_picks_faster"]
+                                     else " (the slower)")
+    return (f"{r['model']:6} {_side(r['xla_on'])} {_side(r['xla_off'])} "
+            f"{r['xla_speedup']:>7.3f}  {auto}")
+
+
 def format_report(report: dict) -> str:
     """The results as text tables."""
     settings = report["settings"]
@@ -789,6 +840,12 @@ def format_report(report: dict) -> str:
         _TRAINING_HEADER,
     ]
     lines += [training_row(r) for r in report["training"]]
+    if report.get("xla"):
+        lines += ["", "Training without a hand-written baseline: XLA on against "
+                      "XLA off (alternating blocks); images/s, step ms median "
+                      "[p10, p90]",
+                  f"{'model':6} {'XLA on':>31} {'XLA off':>31} {'on/off':>7}  auto"]
+        lines += [xla_row(r) for r in report["xla"]]
     if report["evaluation"]:
         lines += ["", "Evaluation: VAE.log_likelihood",
                   f"{'model':6} {'k':>6} {'batch':>6} {'images/s':>9} "
@@ -850,8 +907,16 @@ def run(argv_command: str) -> dict:
                 blocks=FLAGS.blocks, warmup=FLAGS.warmup)
         train_images = bench_data.dataset.splits["train"]
         x = tf.constant(train_images[:FLAGS.batch_size])
-        report["training"] = []
+        report["training"], report["xla"] = [], []
         for name in FLAGS.models:
+            if name not in BASELINE_MODELS:
+                logging.info("Training %s, XLA on against off ...", name)
+                report["xla"].append(measure_xla(
+                    name, x, mixed_precision=FLAGS.mixed_precision,
+                    steps=FLAGS.steps, blocks=FLAGS.blocks,
+                    warmup=FLAGS.warmup))
+                logging.info("%s", xla_row(report["xla"][-1]))
+                continue
             for jit in _XLA_SETTINGS[FLAGS.xla]:
                 logging.info("Training %s, XLA %s ...", name, jit)
                 report["training"].append(measure_training(

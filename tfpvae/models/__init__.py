@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from tfpvae import hardware
 from tfpvae.models.base import LatentVariableModel
 from tfpvae.models.hierarchy import HierarchicalVAE
+from tfpvae.models.semi_supervised import SemiSupervisedVAE
 from tfpvae.models.vae import VAE
 
 FAMILIES: dict[str, type[LatentVariableModel]] = {}
@@ -29,6 +31,7 @@ def register(cls: type[LatentVariableModel]) -> type[LatentVariableModel]:
 
 register(VAE)
 register(HierarchicalVAE)
+register(SemiSupervisedVAE)
 
 
 def from_config(config: dict) -> LatentVariableModel:
@@ -62,15 +65,23 @@ def build_model(config, data_shape: Sequence[int], *,
     Args:
         config: A `tfpvae.config.TrainConfig`.
         data_shape: The shape of one example of the data.
-        num_classes: Label classes to condition on (0: none).
+        num_classes: The classes of the data's labels; a conditional or
+            semi-supervised model is conditioned on them, any other model
+            ignores them.
     """
-    return VAE(**config.model_settings(), data_shape=data_shape,
-               num_classes=num_classes,
-               dtype_policy=(None if config.mixed_precision == "none"
-                             else config.mixed_precision),
-               seed=config.seed)
+    precision = hardware.resolve_mixed_precision(config.mixed_precision,
+                                                 config.batch_size)
+    arguments = dict(config.model_settings(), data_shape=data_shape,
+                     dtype_policy=None if precision == "none" else precision,
+                     seed=config.seed)
+    if config.semi_supervised:
+        return SemiSupervisedVAE(num_classes=num_classes, alpha=config.alpha,
+                                 **arguments)
+    return VAE(num_classes=num_classes if config.conditional else 0,
+               **arguments)
 
 
-__all__ = ["FAMILIES", "HierarchicalVAE", "LatentVariableModel", "VAE",
+__all__ = ["FAMILIES", "HierarchicalVAE", "LatentVariableModel",
+           "SemiSupervisedVAE", "VAE",
            "build_model",
            "complete_config", "from_config", "register"]

@@ -62,6 +62,8 @@ class LatentVariableModel(tf.Module, metaclass=abc.ABCMeta):
 
     #: The family's name in `tfpvae.models.FAMILIES` and model_config.json.
     family: str = ""
+    #: Names of the further terms `training_terms` reports in `extras`.
+    extra_terms: tuple[str, ...] = ()
 
     def __init__(self, data_shape: Sequence[int], latent_sizes: Sequence[int],
                  num_classes: int = 0, name: str | None = None):
@@ -135,6 +137,12 @@ class LatentVariableModel(tf.Module, metaclass=abc.ABCMeta):
     def has_analytic_kl(self) -> bool:
         """Whether every layer's KL term has a closed form."""
         return False
+
+    @property
+    def conditions_on_labels(self) -> bool:
+        """Whether the bounds are on log p(x|y) and need the labels (a
+        conditional model); the evaluation passes them only then."""
+        return self.num_classes > 0
 
     def no_analytic_kl_reason(self) -> str:
         """What has no closed form (for the error of kl="analytic")."""
@@ -256,6 +264,16 @@ class LatentVariableModel(tf.Module, metaclass=abc.ABCMeta):
             kl=kl, n_samples=n_samples, beta=beta,
             seed=as_seed(seed, allow_none=True), kl_posterior=kl_posterior,
             free_bits=free_bits)
+
+    def evaluation_elbo(self, x, kl: str, n_samples: int, seed, *,
+                        labels=None) -> objectives.ELBOResult:
+        """The true ELBO (the posterior as `encode` gives it, beta = 1) that
+        the evaluation reports; `elbo` draws from `sampling_posterior`."""
+        x, labels = self.check_x(x), self.check_labels(labels)
+        return objectives.evidence_lower_bound(
+            x, self.encode(x, labels), self.prior,
+            lambda z: self.decode(z, labels), kl=kl, n_samples=n_samples,
+            seed=seed)
 
     def iwae(self, x, k: int, beta=1.0, seed=None, *, labels=None,
              gradient_estimator: str = "standard") -> objectives.ELBOResult:

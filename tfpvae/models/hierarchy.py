@@ -473,9 +473,7 @@ class HierarchicalVAE(LatentVariableModel):
             z = {layer_name(l): v for l, v in enumerate(z, start=1)}
         v = tf.convert_to_tensor(self.paths.decoder_input(z), tf.float32)
         if self.num_classes:
-            one_hot = tf.one_hot(labels, self.num_classes)
-            v = tf.concat([v, tf.broadcast_to(one_hot, tf.concat(
-                [tf.shape(v)[:-1], [self.num_classes]], 0))], axis=-1)
+            v = vae_lib.with_labels(v, labels, self.num_classes)
         batch_shape = tf.shape(v)[:-1]
         params = tf.cast(self.decoder(tf.reshape(v, [-1, v.shape[-1]])),
                          tf.float32)

@@ -136,6 +136,9 @@ class VAE(LatentVariableModel):
         if dtype_policy not in DTYPE_POLICIES:
             raise ValueError(f"Unknown dtype_policy {dtype_policy!r}; choose "
                              f"one of {[p for p in DTYPE_POLICIES if p]}.")
+        if settings.prior == "vamp" and num_classes:
+            raise ValueError("The VampPrior's pseudo-inputs carry no labels: "
+                             "use --prior=normal or mixture with --conditional.")
         self.settings = settings
         self.epsilon_std = float(settings.epsilon_std)
         self.context_units = (int(settings.flow_context_units)
@@ -153,12 +156,13 @@ class VAE(LatentVariableModel):
                      if isinstance(posterior_flow, str) else posterior_flow)
         # Build every network now: all variables exist after construction.
         encoder_units = 2 * self.latent_dim + self.context_units
-        features = self.encoder(tf.zeros((1,) + self.data_shape))
+        labels = tf.zeros([1], tf.int32) if num_classes else None
+        features = self._encoder_output(tf.zeros((1,) + self.data_shape), labels)
         if features.shape[-1] != encoder_units:
             raise ValueError(
                 f"The encoder must output 2 * latent_dim + flow_context_units = "
                 f"{encoder_units} units; it outputs {features.shape[-1]}.")
-        self.decode(tf.zeros([1, self.latent_dim]))
+        self.decode(tf.zeros([1, self.latent_dim]), labels)
 
     def _build_networks(self, encoder, decoder, dtype_policy) -> None:
         s = self.settings
@@ -167,9 +171,9 @@ class VAE(LatentVariableModel):
             2 * self.latent_dim + self.context_units,
             hidden_units=s.hidden_units, activation=s.activation,
             conv_filters=s.conv_filters, resnet_blocks=s.resnet_blocks,
-            dtype_policy=dtype_policy)
+            dtype_policy=dtype_policy, label_units=self.num_classes)
         self.decoder = decoder if decoder is not None else networks.make_decoder(
-            s.architecture, self.latent_dim, self.data_shape,
+            s.architecture, self.latent_dim + self.num_classes, self.data_shape,
             num_params=self.likelihood.num_params, hidden_units=s.hidden_units,
             activation=s.activation, conv_filters=s.conv_filters, resnet_blocks=s.resnet_blocks,
             dtype_policy=dtype_policy)
@@ -216,8 +220,13 @@ class VAE(LatentVariableModel):
     def output_size(self) -> int:
         return super().output_size * self.likelihood.num_params
 
-    def _features(self, x):
-        h = tf.cast(self.encoder(x), tf.float32)
+    def _encoder_output(self, x, labels):
+        if self.num_classes:
+            return self.encoder((x, tf.one_hot(labels, self.num_classes)))
+        return self.encoder(x)
+
+    def _features(self, x, labels=None):
+        h = tf.cast(self._encoder_output(x, labels), tf.float32)
         d = self.latent_dim
         loc, scale = h[..., :d], tf.nn.softplus(h[..., d:2 * d]) + 1e-5
         context = h[..., 2 * d:] if self.context_units else None
@@ -242,11 +251,12 @@ class VAE(LatentVariableModel):
             x: Data `[N, *data_shape]`.
             labels: The labels of x, for a conditional model.
         """
-        self.check_labels(labels)
-        return self._posterior(*self._features(self.check_x(x)))
+        labels = self.check_labels(labels)
+        return self._posterior(*self._features(self.check_x(x), labels))
 
     def sampling_posterior(self, x, labels=None):
-        loc, scale, context = self._features(self.check_x(x))
+        loc, scale, context = self._features(self.check_x(x),
+                                             self.check_labels(labels))
         posterior = self._posterior(loc, scale, context, self.epsilon_std)
         kl_posterior = (self._posterior(loc, scale, context)
                         if self.epsilon_std != 1.0 else None)
@@ -258,8 +268,8 @@ class VAE(LatentVariableModel):
         For a flow posterior this is the image of the base mean, a
         representative point rather than the exact mean of q(z|x).
         """
-        self.check_labels(labels)
-        loc, _, context = self._features(self.check_x(x))
+        loc, _, context = self._features(self.check_x(x),
+                                         self.check_labels(labels))
         if self.flow is None:
             return loc
         return self._posterior(loc, tf.ones_like(loc), context).bijector.forward(loc)
@@ -271,7 +281,9 @@ class VAE(LatentVariableModel):
         """
         z = tf.convert_to_tensor(z, tf.float32)
         batch_shape = tf.shape(z)[:-1]
-        params = self.decoder(tf.reshape(z, [-1, self.latent_dim]))
+        if self.num_classes:
+            z = with_labels(z, labels, self.num_classes)
+        params = self.decoder(tf.reshape(z, [-1, z.shape[-1]]))
         params = tf.cast(params, tf.float32)
         params = tf.reshape(params, tf.concat(
             [batch_shape, self.data_shape, [self.likelihood.num_params]], 0))
@@ -316,6 +328,14 @@ class VAE(LatentVariableModel):
                 "rebuild it in Python with the same objects and restore the "
                 "checkpoint with tf.train.Checkpoint(model=model).")
         return cls(**config)
+
+
+def with_labels(v: tf.Tensor, labels, num_classes: int) -> tf.Tensor:
+    """[v, one_hot(labels)] along the last axis, the labels [N] broadcast
+    over v's leading sample dimensions (v [..., N, D])."""
+    one_hot = tf.one_hot(labels, num_classes)
+    return tf.concat([v, tf.broadcast_to(one_hot, tf.concat(
+        [tf.shape(v)[:-1], [num_classes]], 0))], axis=-1)
 
 
 def make_likelihood(settings: ModelConfig, data_shape):

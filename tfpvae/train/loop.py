@@ -35,12 +35,21 @@ anything in it is touched.
 
 Safety. A non-finite loss stops the run with `TrainingDiverged` without
 saving; the last checkpoint (saved only when every weight is finite) stays.
+The checkpoint a session resumes from is verified first; a damaged one is
+skipped for the newest intact one with a warning, and none intact is a
+`CheckpointError` (`run_dir.find_checkpoint`). A write that fails for lack
+of space or permission stops the run with `StorageError`, naming the last
+good checkpoint; a checkpoint save that fails leaves nothing behind. The
+run's flags (flags.txt, flags.json) are written with the session's first
+checkpoint, so a session refused or diverging before it leaves the flags
+of the run it did not train as they were.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -53,6 +62,7 @@ from absl import logging
 from tfpvae import evaluation
 from tfpvae import inputs
 from tfpvae import models
+from tfpvae import penalties
 from tfpvae import run_dir
 from tfpvae.train import devices
 from tfpvae.train import progress as progress_lib
@@ -141,15 +151,30 @@ def train_and_evaluate(config, model_dir: str, *,
             likelihood on grayscale data with binarize="none").
         TrainingDiverged: The loss became NaN or infinite.
         Interrupted: SIGINT/SIGTERM (after saving a checkpoint).
+        CheckpointError: Every checkpoint of the run is damaged.
+        StorageError: A file could not be written (no space, read-only).
     """
-    run = _Run(config, os.fspath(model_dir), build_model)
+    model_dir = os.fspath(model_dir)
+    run = None
     try:
-        with progress_lib.StopSignals() as signals:
-            run.train(signals)
-        run.finish()
-    finally:
-        run.close()
-    return run.write_metrics()
+        run = _Run(config, model_dir, build_model)
+        try:
+            with progress_lib.StopSignals() as signals:
+                run.train(signals)
+                run.finish()
+        finally:
+            run.close()
+        metrics = run.write_metrics()
+        if signals.signum is not None:  # During the final evaluation.
+            raise progress_lib.Interrupted(signals.signum, run.step, model_dir)
+        return metrics
+    except (OSError, tf.errors.OpError) as e:
+        problem = run_dir.storage_problem(e)
+        if problem is None:
+            raise
+        raise _storage_error(problem, f"writing {_written(e, model_dir)}",
+                             model_dir, run.saved_step if run else None
+                             ) from None
 
 
 class _Run:
@@ -163,6 +188,13 @@ class _Run:
         tf_keras.utils.set_random_seed(config.seed)
         self._load_data()
         self._build(build_model)
+        logging.info(devices.describe(
+            self.strategy, strategy_name=config.strategy,
+            precision=self.model.get_config().get("dtype_policy") or "none",
+            mixed_precision=config.mixed_precision,
+            xla=step_lib.resolve_jit_compile(config.jit_compile, self.model,
+                                             config.n_samples),
+            jit_compile=config.jit_compile))
         self.resuming = run_dir.check_model_dir(model_dir,
                                                 self.model.get_config())
         self._open_checkpoints()
@@ -187,23 +219,42 @@ class _Run:
                             or config.epochs * self.steps_per_epoch)
 
     def _build(self, build_model) -> None:
+        config, dataset = self.config, self.dataset
+        classes = inputs.num_classes(config, dataset)
         with self.strategy.scope():
-            self.model = build_model(self.config, self.dataset.data_shape)
-            self.optimizer = step_lib.build_optimizer(self.config)
+            self.model = build_model(config, dataset.data_shape,
+                                     num_classes=classes)
+            self.optimizer = step_lib.build_optimizer(config)
             step_lib.base_optimizer(self.optimizer).build(
                 self.model.trainable_variables)
+            self.objective = penalties.build_objective(
+                config, len(dataset.splits["train"]))
+            self.auxiliary_optimizer = step_lib.build_auxiliary_optimizer(
+                self.objective)
             self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False,
                                         name="step")
-        inputs.check_data(self.model, self.dataset)
-        self.kl = evaluation.resolve_kl(self.config.kl, self.model)
+        self.objective.check(self.model)
+        inputs.check_data(self.model, dataset)
+        self.kl = evaluation.resolve_kl(config.kl, self.model)
+        self.labelled = (inputs.labelled_subset(config, dataset, classes)
+                         if "labelled" in self.model.batch_fields else None)
 
     def _open_checkpoints(self) -> None:
         # The chief writes model_dir; other workers of a multi-worker run
         # take part in every save into a scratch directory.
         self.scratch = (None if self.chief
                         else tempfile.mkdtemp(prefix="tfpvae_worker_"))
+        if self.chief:
+            for directory in (run_dir.checkpoint_dir(self.model_dir),
+                              run_dir.best_checkpoint_dir(self.model_dir)):
+                run_dir.remove_unfinished_saves(directory)
+        # An objective with a network of its own (FactorVAE's discriminator)
+        # is saved and restored with the model.
+        extra = ({} if self.auxiliary_optimizer is None else dict(
+            objective=self.objective,
+            auxiliary_optimizer=self.auxiliary_optimizer))
         self.checkpoint = run_dir.make_checkpoint(self.model, self.optimizer,
-                                                  self.step_var)
+                                                  self.step_var, **extra)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint,
             self.scratch or run_dir.checkpoint_dir(self.model_dir),
@@ -215,8 +266,8 @@ class _Run:
             max_to_keep=1)
 
     def _restore_or_initialize(self) -> None:
-        latest = tf.train.latest_checkpoint(
-            run_dir.checkpoint_dir(self.model_dir))
+        # The newest intact checkpoint: a damaged one is skipped with a warning.
+        latest = run_dir.find_checkpoint(run_dir.checkpoint_dir(self.model_dir))
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info("Resuming from %s (step %d).", latest,
@@ -226,6 +277,11 @@ class _Run:
                 self.dataset.splits["train"],
                 np.random.default_rng(self.config.seed),
                 labels=self.dataset.labels.get("train"))
+        if self.labelled is not None and self.chief:
+            run_dir.write_json_atomic(
+                run_dir.path(self.model_dir, run_dir.LABELLED_FILE),
+                {"split": "train", "indices": list(self.labelled.indices),
+                 "seed": self.config.seed})
         self.step = int(self.step_var.numpy())
         self.saved_step = self.step if latest else None
         self.flags_written = False
@@ -246,11 +302,10 @@ class _Run:
             run_dir.History(self.model_dir).read(), self.step)
         logging.info("Model: %s", json.dumps(self.model.get_config(),
                                              sort_keys=True))
-        logging.info("Training steps %d to %d (%d per epoch, batch %d, kl=%s, "
-                     "%s strategy with %d replica(s)) in %s.", self.step,
-                     self.total_steps, self.steps_per_epoch, config.batch_size,
-                     self.kl, config.strategy,
-                     self.strategy.num_replicas_in_sync, self.model_dir)
+        logging.info("Training steps %d to %d (%d per epoch, batch %d, "
+                     "kl=%s) in %s.", self.step, self.total_steps,
+                     self.steps_per_epoch, config.batch_size, self.kl,
+                     self.model_dir)
 
     def _prepare_training(self) -> None:
         config = self.config
@@ -258,16 +313,14 @@ class _Run:
             config, self.model, self.optimizer, kl=self.kl,
             strategy=self.strategy if self.distributed else None,
             learning_rate=step_lib.learning_rate_schedule(
-                config, self.total_steps, self.steps_per_epoch))
-        logging.info("XLA (--jit_compile=%s): %s.", config.jit_compile,
-                     "on" if step_lib.resolve_jit_compile(
-                         config.jit_compile, self.model, config.n_samples)
-                     else "off")
+                config, self.total_steps, self.steps_per_epoch),
+            objective=self.objective,
+            auxiliary_optimizer=self.auxiliary_optimizer)
         self.train_loop = None
         self.evaluator = evaluation.Evaluator(
             self.model, kl=self.kl, k=config.eval_k,
             batch_size=config.eval_batch_size, seed=config.seed)
-        self.term_names = step_lib.term_names(self.model)
+        self.term_names = step_lib.term_names(self.model, self.objective)
         self.throughput = progress_lib.Throughput()
         self.log_window = _Mean(self.term_names)
         self.eval_window = _Mean(self.term_names)
@@ -284,7 +337,8 @@ class _Run:
         epoch, skip = divmod(self.step, self.steps_per_epoch)
         train_data = inputs.train_batches(
             self.dataset, self.config.batch_size, seed=self.config.seed,
-            fields=self.model.batch_fields, initial_epoch=epoch)
+            fields=self.model.batch_fields, initial_epoch=epoch,
+            labelled=self.labelled)
         first = train_data.skip(skip) if skip else train_data
         if self.distributed:
             return (self.strategy.experimental_distribute_dataset(first),
@@ -296,6 +350,10 @@ class _Run:
 
     def train(self, signals) -> None:
         """Trains epoch by epoch until the last step or early stopping."""
+        if self.step and self.last_eval is None and self._evaluates(self.step):
+            # Killed after saving this step's checkpoint, before recording
+            # its evaluation: the same weights give the same evaluation.
+            self.evaluate()
         first_epoch, every_epoch = self._batches()
         source = first_epoch
         while self.step < self.total_steps and not self.selection.stop:
@@ -372,8 +430,7 @@ class _Run:
                 "examples_per_sec": self.throughput.recent})
             self.log_window = _Mean(self.term_names)
         stop = False
-        if (step % config.eval_every == 0 if config.eval_every
-                else step % self.steps_per_epoch == 0):
+        if self._evaluates(step):
             self.progress.end_line()
             self.evaluate()
             stop = self.selection.stop
@@ -391,6 +448,11 @@ class _Run:
             raise progress_lib.Interrupted(signals.signum, step, self.model_dir)
         return stop
 
+    def _evaluates(self, step: int) -> bool:
+        """Whether `step` ends with an evaluation (--eval_every, else every
+        epoch)."""
+        return step % (self.config.eval_every or self.steps_per_epoch) == 0
+
     # ------------------------------------------------------------------ #
     # Checkpoints and evaluations.
 
@@ -404,11 +466,29 @@ class _Run:
                 f"the weights became NaN or infinite by step {self.step}; "
                 f"stopped without saving. {self._keep_message()}")
         self.step_var.assign(self.step)
-        self.manager.save(checkpoint_number=self.step)
+        self._save(self.manager, "checkpoint")
         self.saved_step = self.step
         if not self.flags_written:
             self.files.write_flags(self.config)
             self.flags_written = True
+
+    def _save(self, manager: tf.train.CheckpointManager, what: str) -> None:
+        """Saves the step's checkpoint with `manager`; a save that fails for
+        lack of space or permission removes what it wrote and raises
+        `StorageError` naming the last good checkpoint."""
+        directory = manager.directory
+        before = set(os.listdir(directory)) if os.path.isdir(directory) else set()
+        try:
+            manager.save(checkpoint_number=self.step)
+        except (OSError, tf.errors.OpError) as e:
+            problem = run_dir.storage_problem(e)
+            if problem is None:
+                raise
+            _remove_partial_save(directory, self.step, before)
+            self.progress.end_line()
+            raise _storage_error(problem,
+                                 f"saving {what} {self.step} in {directory}",
+                                 self.model_dir, self.saved_step) from None
 
     @tf.function
     def _weights_finite(self):
@@ -428,7 +508,7 @@ class _Run:
         results = self.evaluator(*inputs.eval_arrays(self.dataset))
         self.save_checkpoint()
         if self.selection.update(step, results):
-            self.best_manager.save(checkpoint_number=step)
+            self._save(self.best_manager, "the best checkpoint")
         train_means = self.eval_window.means()
         self.eval_window = _Mean(self.term_names)
         if not self.chief:
@@ -491,6 +571,49 @@ class _Run:
                      "?" if metrics["examples_per_sec"] is None
                      else f"{metrics['examples_per_sec']:,.0f}", self.model_dir)
         return metrics
+
+
+def _remove_partial_save(directory: str, step: int, before: set) -> None:
+    """Removes what a failed save of checkpoint `step` wrote in `directory`
+    (files that were not there before it, and its temporary folder)."""
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        try:
+            if name == f"ckpt-{step}_temp":
+                shutil.rmtree(path)
+            elif name.startswith(f"ckpt-{step}.") and name not in before:
+                os.remove(path)
+        except OSError:
+            pass  # A read-only directory: the next session ignores it.
+
+
+def _written(error: Exception, model_dir: str) -> str:
+    """The file a failed write was writing, if the error names one in
+    `model_dir`, else `model_dir`."""
+    filename = getattr(error, "filename", None)
+    if filename:
+        return os.fspath(filename)
+    match = re.search(re.escape(model_dir) + r"[^\s;'\"]*", str(error))
+    return match.group(0) if match else model_dir
+
+
+def _storage_error(problem: str, doing: str, model_dir: str,
+                   step: int | None) -> run_dir.StorageError:
+    """One line: what failed, the last good checkpoint (`step`, else the
+    newest on disk) and what to do."""
+    if step is None:
+        saved = run_dir.list_checkpoints(run_dir.checkpoint_dir(model_dir))
+        step = run_dir.checkpoint_number(saved[0]) if saved else None
+    last = ("no checkpoint has been saved yet" if step is None else
+            f"the last good checkpoint is {step} (ckpt-{step} in "
+            f"{run_dir.checkpoint_dir(model_dir)})")
+    fix = ("free some space" if "space" in problem or "quota" in problem
+           else f"make {model_dir} writable (or choose another --model_dir)")
+    return run_dir.StorageError(
+        f"{problem} while {doing}; {last}. To go on, {fix} and run the same "
+        f"command again.")
 
 
 def _previous_throughput(model_dir: str) -> float | None:

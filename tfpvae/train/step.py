@@ -54,15 +54,34 @@ _OPTIMIZERS = {
 }
 
 
-def term_names(model) -> tuple[str, ...]:
+def term_names(model, objective=None) -> tuple[str, ...]:
     """The training terms the step reports (sums over its batch), in order:
-    loss, elbo, rate, distortion, and each layer's rate when there are
-    several."""
+    loss, elbo, rate, distortion, each layer's rate when there are several,
+    then the model's and the objective's `extra_terms`."""
     names = ("loss", "elbo", "rate", "distortion")
     if len(model.latent_sizes) > 1:
         names += tuple(f"rate_layer{layer}"
                        for layer in range(1, len(model.latent_sizes) + 1))
-    return names
+    return names + extra_term_names(model, objective)
+
+
+def extra_term_names(model, objective=None) -> tuple[str, ...]:
+    """The model's and the objective's `extra_terms`, each once."""
+    return tuple(dict.fromkeys(tuple(model.extra_terms) + tuple(
+        getattr(objective, "extra_terms", ()))))
+
+
+def build_auxiliary_optimizer(objective):
+    """The tf_keras Adam of the objective's auxiliary network (FactorVAE's
+    discriminator: beta_1 0.5, beta_2 0.9 as Kim & Mnih), built for its
+    variables; None without one."""
+    auxiliary = getattr(objective, "auxiliary", None)
+    if auxiliary is None:
+        return None
+    optimizer = tf_keras.optimizers.Adam(auxiliary.learning_rate, beta_1=0.5,
+                                         beta_2=0.9)
+    optimizer.build(list(auxiliary.variables))
+    return optimizer
 
 
 def build_optimizer(config):
@@ -176,7 +195,8 @@ def make_train_step(model, optimizer,
                     jit_compile: bool | str,
                     learning_rate: Callable[[tf.Tensor], tf.Tensor] | None
                     = None, free_bits: float = 0.0,
-                    gradient_estimator: str = "standard") -> Callable:
+                    gradient_estimator: str = "standard", objective=None,
+                    auxiliary_optimizer=None) -> Callable:
     """Builds the compiled training step.
 
     On one device (strategy None) the whole step, optimizer update included,
@@ -201,6 +221,11 @@ def make_train_step(model, optimizer,
         learning_rate: `learning_rate_schedule`'s rate(step), assigned to
             the optimizer's learning rate before each update; None leaves
             the optimizer's rate alone.
+        free_bits, gradient_estimator: Of the model's bound (`loss`).
+        objective: A `tfpvae.penalties` objective (default: the model's
+            `training_terms`); its auxiliary network, if any, is updated
+            after the model, with `auxiliary_optimizer`
+            (`build_auxiliary_optimizer`).
 
     Returns:
         `step_fn(x, step, beta)`: applies one update for the (distributed)
@@ -222,7 +247,9 @@ def make_train_step(model, optimizer,
     loss_and_gradients = _loss_and_gradients(
         model, optimizer, variables, kl=kl, n_samples=n_samples,
         global_batch_size=global_batch_size, free_bits=free_bits,
-        gradient_estimator=gradient_estimator)
+        gradient_estimator=gradient_estimator, objective=objective)
+    auxiliary_update = _auxiliary_update(model, objective, auxiliary_optimizer,
+                                         global_batch_size)
     if strategy is not None and jit_compile:
         loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
 
@@ -230,10 +257,21 @@ def make_train_step(model, optimizer,
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         step_seed = tf.random.experimental.stateless_fold_in(
             tf.random.experimental.stateless_fold_in(base_seed, step), replica)
-        grads, sums = loss_and_gradients(x, step_seed, beta)
+        grads, sums = loss_and_gradients(x, step_seed, beta, step)
         optimizer.apply_gradients(zip(grads, variables))
+        if auxiliary_update is not None:
+            auxiliary_update(x, tf.random.experimental.stateless_fold_in(
+                step_seed, 1))
         return sums
 
+    return _compiled(replica_step, set_learning_rate, strategy, jit_compile)
+
+
+def _compiled(replica_step, set_learning_rate, strategy, jit_compile):
+    """`step_fn(x, step, beta)`: on one device one `tf.function` (with XLA
+    as `jit_compile` says) that sets the rate and runs `replica_step`; under
+    a strategy, the rate set in cross-replica context, `replica_step` on
+    every replica and the term sums added up."""
     if strategy is None:
         def one_device_step(x, step, beta):
             set_learning_rate(step)
@@ -250,19 +288,25 @@ def make_train_step(model, optimizer,
 
 
 def _loss_and_gradients(model, optimizer, variables, *, kl, n_samples,
-                        global_batch_size, free_bits, gradient_estimator):
-    """`fn(batch, seed, beta) -> (gradients, term sums)` of one replica: the
-    loss is -sum(objective) / global_batch_size (scaled and unscaled for a
-    LossScaleOptimizer)."""
+                        global_batch_size, free_bits, gradient_estimator,
+                        objective):
+    """`fn(batch, seed, beta, step) -> (gradients, term sums)` of one
+    replica: the loss is -sum(objective) / global_batch_size (scaled and
+    unscaled for a LossScaleOptimizer)."""
     scaling = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+    names = extra_term_names(model, objective)
+    terms_of = (objective.terms if objective is not None else
+                lambda model, batch, step, **kwargs: model.training_terms(
+                    batch, **kwargs))
 
-    def loss_and_gradients(batch, step_seed, beta):
+    def loss_and_gradients(batch, step_seed, beta, step):
         if not isinstance(batch, dict):
             batch = {"x": batch}  # A bare tensor is the data itself.
         with tf.GradientTape() as tape:
-            terms = model.training_terms(
-                batch, kl=kl, n_samples=n_samples, beta=beta, seed=step_seed,
-                free_bits=free_bits, gradient_estimator=gradient_estimator)
+            terms = terms_of(
+                model, batch, step=step, kl=kl, n_samples=n_samples, beta=beta,
+                seed=step_seed, free_bits=free_bits,
+                gradient_estimator=gradient_estimator)
             loss_sum = -tf.reduce_sum(terms.objective)
             loss = loss_sum / global_batch_size
             if scaling:
@@ -274,15 +318,37 @@ def _loss_and_gradients(model, optimizer, variables, *, kl, n_samples,
                 tf.reduce_sum(terms.distortion)]
         if len(terms.layer_rates) > 1:
             sums += [tf.reduce_sum(rate) for rate in terms.layer_rates]
+        sums += [tf.reduce_sum(terms.extras[name]) for name in names]
         return grads, tf.stack(sums)
 
     return loss_and_gradients
 
 
+def _auxiliary_update(model, objective, optimizer, global_batch_size):
+    """`fn(batch, seed)`: one update of the objective's auxiliary network
+    (its loss summed over the replica's batch / global_batch_size), or None."""
+    auxiliary = getattr(objective, "auxiliary", None)
+    if auxiliary is None:
+        return None
+    variables = list(auxiliary.variables)
+
+    def update(batch, seed):
+        if not isinstance(batch, dict):
+            batch = {"x": batch}
+        with tf.GradientTape() as tape:
+            loss_sum, _ = auxiliary.loss(model, batch, seed)
+            loss = loss_sum / global_batch_size
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables),
+                                      variables))
+
+    return update
+
+
 def build_train_step(config, model, optimizer, *, kl: str,
                      strategy: tf.distribute.Strategy | None = None,
                      learning_rate: Callable[[tf.Tensor], tf.Tensor] | None
-                     = None) -> Callable:
+                     = None, objective=None,
+                     auxiliary_optimizer=None) -> Callable:
     """The training step of `train_and_evaluate` (and of the benchmark).
 
     `make_train_step` with the configuration's settings and XLA resolved
@@ -299,6 +365,7 @@ def build_train_step(config, model, optimizer, *, kl: str,
         strategy: The tf.distribute strategy, or None for one device.
         learning_rate: `learning_rate_schedule`'s rate(step), or None for
             the optimizer's constant rate.
+        objective, auxiliary_optimizer: As `make_train_step`.
 
     Returns:
         `step_fn(x, step, beta)` as `make_train_step` returns it.
@@ -310,7 +377,8 @@ def build_train_step(config, model, optimizer, *, kl: str,
             global_batch_size=config.batch_size, seed=config.seed,
             jit_compile=jit_compile, learning_rate=learning_rate,
             free_bits=config.free_bits,
-            gradient_estimator=config.gradient_estimator)
+            gradient_estimator=config.gradient_estimator, objective=objective,
+            auxiliary_optimizer=auxiliary_optimizer)
 
     return XlaFallback(build, resolve_jit_compile(config.jit_compile, model,
                                                    config.n_samples))
