@@ -22,7 +22,6 @@ import tensorflow_probability as tfp
 import tf_keras
 
 import tfpvae
-from tfpvae import objectives
 from tfpvae import train
 from tfpvae.models import hierarchy
 

@@ -35,7 +35,7 @@ from tfpvae.config import TrainConfig
 from tfpvae.train import devices
 
 from conftest import TINY, cli_command, cli_env
-from test_main import (TINY_FLAGS, latest_step, package_imports_tensorflow,
+from test_main import (TINY_FLAGS, latest_step,
                        parse, read_json, wait_for)
 
 #: The settings of the runs trained in process: a checkpoint every 5 steps
@@ -403,11 +403,6 @@ def test_signal_while_importing_is_one_line_and_128_plus_signum(signum,
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    if (process.returncode != 128 + signum
-            and package_imports_tensorflow()):
-        pytest.xfail("tfpvae/__init__.py imports TensorFlow, so a signal "
-                     "arrives before tfpvae.main can install its handlers; "
-                     "the package needs lazy imports (PEP 562 __getattr__)")
     assert process.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr
     assert len(tfpvae_lines(stderr)) == 1
