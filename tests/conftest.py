@@ -27,10 +27,17 @@ REPO = Path(__file__).resolve().parents[1]
 FLAGFILES = sorted((REPO / "flags").glob("*.cfg"))
 
 #: Settings that make a run take well under a second: the offline 8x8
-#: digits, a 2-D latent space, one 16-unit layer, a few steps.
+#: digits, a 2-D latent space, one 16-unit layer, a few steps, and no XLA
+#: (compiling a step costs seconds, more than a tiny run's training; the
+#: tests about XLA turn it on, and --jit_compile=auto is tested by the
+#: runs without flags).
 TINY = dict(dataset="sklearn_digits", latent_dim=2, hidden_units=(16,),
             flow_hidden_units=(8,), batch_size=32, max_steps=4, eval_k=2,
-            log_every=1000, checkpoint_every=0, plots=False)
+            log_every=1000, checkpoint_every=0, plots=False,
+            jit_compile=False)
+#: `TINY` as command-line flags.
+TINY_FLAGS = [f"--{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+              for k, v in TINY.items()]
 
 
 def _require(path: Path) -> Path:

@@ -121,7 +121,8 @@ def test_cli_runs_tiny_settings_and_writes_json(tmp_path):
     np.savez(data, train=binary_images(64, seed=1)[..., 0].astype(np.uint8),
              valid=binary_images(16, seed=2)[..., 0].astype(np.uint8))
     output = tmp_path / "results.json"
-    command = [sys.executable, str(BENCHMARK), "--models=mlp,iaf",
+    # One model: the baselines of the others are checked in-process above.
+    command = [sys.executable, str(BENCHMARK), "--models=mlp",
                "--xla=off", "--steps=2", "--blocks=2", "--warmup=1",
                "--batch_size=8", "--eval_k=10", "--eval_batch_size=4",
                "--eval_repeats=1", f"--data={data}", f"--output={output}"]
@@ -136,7 +137,7 @@ def test_cli_runs_tiny_settings_and_writes_json(tmp_path):
     assert len(report["load_before"]) == len(report["load_after"]) == 3
     assert report["settings"]["data"].startswith(str(data))
     assert [(r["model"], r["xla"]) for r in report["training"]] == [
-        ("mlp", False), ("iaf", False)]
+        ("mlp", False)]
     for row in report["training"]:
         assert row["batch_size"] == 8 and row["ratio"] > 0
         assert isinstance(row["auto_xla"], bool)
@@ -145,7 +146,7 @@ def test_cli_runs_tiny_settings_and_writes_json(tmp_path):
             assert row[side]["images_per_sec"] > 0
             ms = row[side]["step_ms"]
             assert 0 < ms["p10"] <= ms["median"] <= ms["p90"]
-    assert [r["model"] for r in report["evaluation"]] == ["mlp", "iaf"]
+    assert [r["model"] for r in report["evaluation"]] == ["mlp"]
     for row in report["evaluation"]:
         assert row["k"] == 10 and row["images_per_sec"] > 0
         assert row["while_loop"] and row["traces"] == 1

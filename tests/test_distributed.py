@@ -24,11 +24,8 @@ from tfpvae import evaluation
 from tfpvae import inputs
 from tfpvae import train
 
-from conftest import TINY, cli_env
+from conftest import TINY_FLAGS, cli_env
 
-#: TINY as command-line flags.
-TINY_FLAGS = [f"--{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
-              for k, v in TINY.items()]
 
 #: Nearly noiseless posterior samples make the updates deterministic, so
 #: that replicas drawing different noise still follow one trajectory.

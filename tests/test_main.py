@@ -26,11 +26,7 @@ from tfpvae import run_dir
 from tfpvae import train
 from tfpvae.config import TrainConfig
 
-from conftest import FLAGFILES, TINY, cli_command, cli_env
-
-#: TINY as command-line flags.
-TINY_FLAGS = [f"--{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
-              for k, v in TINY.items()]
+from conftest import FLAGFILES, TINY_FLAGS, cli_command, cli_env
 
 
 def parse(*argv):
@@ -351,7 +347,7 @@ def test_first_run_without_flags_trains_on_the_bundled_digits_quietly(
         stderr=subprocess.PIPE, text=True)
     (tmp_path / "verbose").mkdir()
     verbose = subprocess.Popen(
-        cli_command(*TINY_FLAGS, "--jit_compile=true"),
+        cli_command(*TINY_FLAGS),
         cwd=tmp_path / "verbose", env=offline_env(tmp_path,
                                                   TFPVAE_VERBOSE="1"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -97,3 +97,51 @@ def test_results_flagfile_parses_and_trains(flagfile, tmp_path):
     config = config_lib.from_flags(flag_values)
     metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
     assert metrics["step"] == 2 and np.isfinite(metrics["eval_elbo"])
+
+
+# --------------------------------------------------------------------------
+# The semi-supervised and disentanglement results (flags/labels,
+# flags/disentanglement).
+
+DISENTANGLEMENT = sorted(p for p in (REPO / "flags" / "disentanglement").glob(
+    "*.cfg") if p.stem != "base")
+#: What the disentanglement models may differ in: their objective alone.
+OBJECTIVE_SETTINGS = {"objective", "beta", "tc_weight", "tc_estimator",
+                      "discriminator_learning_rate", "dip_lambda_od",
+                      "dip_lambda_d"}
+
+
+def test_m2_flagfile_holds_out_a_split_and_trains(tmp_path):
+    flag_values = parse("--flagfile=flags/labels/m2_100.cfg")
+    preset = config_lib.from_flags(flag_values)
+    assert preset.dataset == "mnist_bundled" and preset.semi_supervised
+    assert preset.labelled_examples == 100 and preset.validation_fraction == 0.2
+    assert flag_values.model_dir == "runs/mnist_bundled_m2_100"
+    config = config_lib.from_flags(parse(
+        "--flagfile=flags/labels/m2_100.cfg", "--dataset=sklearn_digits",
+        "--max_steps=2", "--batch_size=16", "--labelled_batch_size=10",
+        "--jit_compile=false"))
+    metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert metrics["step"] == 2
+    assert 0 <= metrics["eval_classification_error"] <= 1
+
+
+def test_disentanglement_models_differ_only_in_their_objective():
+    configs = {p.stem: config_lib.from_flags(parse(
+        f"--flagfile=flags/disentanglement/{p.name}")) for p in DISENTANGLEMENT}
+    assert sorted(configs) == ["beta_tcvae", "beta_vae", "dip_vae_i",
+                               "factor_vae", "vae"]
+    assert configs["vae"].dataset == "sprites"
+    assert configs["vae"].objective == "elbo" and configs["vae"].beta == 1
+    for name, config in configs.items():
+        assert differing(configs["vae"], config) <= OBJECTIVE_SETTINGS, name
+
+
+@pytest.mark.parametrize("flagfile", DISENTANGLEMENT, ids=lambda p: p.stem)
+def test_disentanglement_flagfile_trains(flagfile, tmp_path):
+    config = config_lib.from_flags(parse(
+        f"--flagfile={flagfile}", "--dataset=sprites:256", "--max_steps=2",
+        "--batch_size=16", "--eval_every=0", "--plots=false",
+        "--discriminator_hidden_units=8"))
+    metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert metrics["step"] == 2 and np.isfinite(metrics["eval_elbo"])

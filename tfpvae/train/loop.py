@@ -526,11 +526,15 @@ class _Run:
             "examples_per_sec": self.throughput.recent}
         self.files.evaluation(self.last_eval, results, self.model,
                               self.dataset, config.seed)
+        # The model's own scores (e.g. M2's classification_error) follow.
+        scores = "".join(f", {k} {v:.4f}" for k, v in results.items()
+                         if k not in ("elbo", "rate", "distortion", "iwae")
+                         and not k.startswith("rate_layer"))
         logging.info("Evaluation at step %d (%s split): elbo %.4f, rate %.4f, "
-                     "distortion %.4f%s.", step, self.dataset.eval_split,
+                     "distortion %.4f%s%s.", step, self.dataset.eval_split,
                      results["elbo"], results["rate"], results["distortion"],
                      "" if results["iwae"] is None else
-                     f", IWAE_{config.eval_k} {results['iwae']:.4f}")
+                     f", IWAE_{config.eval_k} {results['iwae']:.4f}", scores)
 
     def finish(self) -> None:
         """The final evaluation (unless the last step had one) and checkpoint."""
@@ -566,10 +570,11 @@ class _Run:
             "model_config": self.model.get_config(),
         }
         self.files.metrics(metrics)
-        logging.info("Done: step %d, eval elbo %.4f, %s examples/s; results "
-                     "in %s.", self.step, metrics["eval_elbo"],
-                     "?" if metrics["examples_per_sec"] is None
-                     else f"{metrics['examples_per_sec']:,.0f}", self.model_dir)
+        speed = metrics["examples_per_sec"]
+        logging.info("Done: step %d, eval elbo %.4f, %s; results in %s.",
+                     self.step, metrics["eval_elbo"],
+                     "too few steps to measure examples/s" if speed is None
+                     else f"{speed:,.0f} examples/s", self.model_dir)
         return metrics
 
 

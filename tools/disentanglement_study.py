@@ -1,0 +1,139 @@
+"""Trains and scores the disentanglement models of flags/disentanglement/.
+
+    python tools/disentanglement_study.py --seeds=0,1,2 \\
+        --output=docs/benchmarks/disentanglement.json
+
+For every model (a flagfile flags/disentanglement/<model>.cfg) and seed, it
+runs, each as its own process and from the repository root,
+
+    python -m tfpvae.main --flagfile=flags/disentanglement/<model>.cfg \\
+        --seed=<seed> --model_dir=runs/sprites_<model>_<seed>
+    python -m tfpvae.evaluate --model_dir=runs/sprites_<model>_<seed> \\
+        --disentanglement --k=<k> ...
+
+A run that ended is not trained again and one that was interrupted resumes
+(the trainer's own resume), and a run that already has its evaluation.json
+from these settings is not scored again, so the command can be repeated
+until the table is complete. It prints the table (mean and standard
+deviation over the seeds of every score, the reconstruction term and the
+training time) and writes every run's numbers as JSON with --output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+REPO = Path(__file__).resolve().parents[1]
+SCORES = ("mig", "sap", "dci_disentanglement", "dci_completeness",
+          "dci_informativeness", "beta_vae", "factor_vae")
+
+flags.DEFINE_list("models", ["vae", "beta_vae", "beta_tcvae", "factor_vae",
+                             "dip_vae_i"],
+                  "Flagfiles flags/disentanglement/<model>.cfg to run.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every model.")
+flags.DEFINE_integer("k", 10, "Importance samples of the evaluation's log p(x).")
+flags.DEFINE_integer("train_points", 1000,
+                     "--disentanglement_train_points of the evaluation "
+                     "(disentanglement_lib's 10,000 cost about 30 minutes "
+                     "of one core per model here).")
+flags.DEFINE_integer("test_points", 500,
+                     "--disentanglement_test_points of the evaluation.")
+flags.DEFINE_string("output", None, "Write every run's numbers here (JSON).")
+flags.DEFINE_boolean("train_only", False, "Train, do not score.")
+FLAGS = flags.FLAGS
+
+
+def _run(argv: list[str], log: Path) -> None:
+    with open(log, "a") as out:
+        result = subprocess.run([sys.executable, "-m", *argv], cwd=REPO,
+                                stdout=out, stderr=subprocess.STDOUT)
+    if result.returncode:
+        sys.exit(f"{' '.join(argv)} failed with exit code "
+                 f"{result.returncode}; see {log}")
+
+
+def _evaluation_settings() -> dict:
+    return {"k": FLAGS.k, "train_points": FLAGS.train_points,
+            "test_points": FLAGS.test_points}
+
+
+def run_one(model: str, seed: str) -> dict:
+    """Trains (or resumes) and scores one model and seed; its numbers."""
+    model_dir = REPO / "runs" / f"sprites_{model}_{seed}"
+    log = REPO / "runs" / f"sprites_{model}_{seed}.log"
+    model_dir.parent.mkdir(exist_ok=True)
+    metrics_file = model_dir / "metrics.json"
+    if not metrics_file.exists():
+        _run(["tfpvae.main", f"--flagfile=flags/disentanglement/{model}.cfg",
+              f"--seed={seed}", f"--model_dir={model_dir}"], log)
+    metrics = json.loads(metrics_file.read_text())
+    if FLAGS.train_only:
+        return {"model": model, "seed": int(seed), "metrics": metrics}
+    evaluation_file = model_dir / "evaluation.json"
+    stamp = model_dir / "evaluation_settings.json"
+    settings = _evaluation_settings()
+    if not (evaluation_file.exists() and stamp.exists()
+            and json.loads(stamp.read_text()) == settings):
+        start = time.monotonic()
+        _run(["tfpvae.evaluate", f"--model_dir={model_dir}",
+              "--disentanglement", f"--k={FLAGS.k}", "--split=valid",
+              f"--disentanglement_train_points={FLAGS.train_points}",
+              f"--disentanglement_test_points={FLAGS.test_points}"], log)
+        settings["seconds"] = round(time.monotonic() - start, 1)
+        stamp.write_text(json.dumps(settings))
+    evaluation = json.loads(evaluation_file.read_text())
+    return {"model": model, "seed": int(seed),
+            "train_seconds": metrics.get("elapsed"),
+            "steps": metrics.get("step"),
+            "elbo": evaluation["elbo"], "distortion": evaluation["distortion"],
+            "rate": evaluation["rate"],
+            "nll": evaluation["nll_nats"],
+            **{s: evaluation["disentanglement"][s] for s in SCORES}}
+
+
+def table(rows: list[dict]) -> str:
+    columns = ("distortion", "rate", *SCORES, "train_seconds")
+    lines = ["| model | seeds | " + " | ".join(columns) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in columns) + " |"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        cells = []
+        for c in columns:
+            values = [r[c] for r in mine if r.get(c) is not None]
+            if not values:
+                cells.append("-")
+            elif c == "train_seconds":
+                cells.append(f"{statistics.mean(values) / 60:.0f} min")
+            else:
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                digits = 1 if c in ("distortion", "rate") else 2
+                cells.append(f"{statistics.mean(values):.{digits}f} ± "
+                             f"{spread:.{digits}f}")
+        lines.append(f"| {model} | {len(mine)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    # Seed by seed, so that an interrupted study has every model once.
+    rows = [run_one(model, seed) for seed in FLAGS.seeds
+            for model in FLAGS.models]
+    if FLAGS.train_only:
+        return
+    print(table(rows))
+    if FLAGS.output:
+        Path(FLAGS.output).write_text(json.dumps(
+            {"date": time.strftime("%Y-%m-%d"), "load": os.getloadavg(),
+             "evaluation": _evaluation_settings(), "runs": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    app.run(main)
