@@ -108,9 +108,10 @@ BUILDERS = ("tfpvae.models", "tfpvae.train", "tfpvae.main", "tfpvae.inputs",
 
 #: Arguments that take more than the setting's flag form in Python (a flow
 #: object, a float scale, the positional latent_dim), declared by the VAE
-#: families.
+#: families and the parts they share.
 PYTHON_FORMS = {"latent_dim", "posterior_flow", "gaussian_scale"}
-FAMILY_MODULES = ("tfpvae.models.vae", "tfpvae.models.hierarchy")
+FAMILY_MODULES = ("tfpvae.models.vae", "tfpvae.models.hierarchy",
+                  "tfpvae.models.parts")
 
 #: The functions that write model_config.json with those Python forms.
 CONFIG_WRITERS = {(m, f) for m in FAMILY_MODULES

@@ -96,3 +96,11 @@ def test_tabular_vae(tmp_path):
     assert metrics["dataset"]["kind"] == "tabular"
     assert (tmp_path / "latent_space.png").exists()
 
+
+def test_tabular_vae_conditional(tmp_path, capsys):
+    metrics = load_example("tabular_vae.py").main([
+        "--conditional", "--steps=3", "--eval_k=2", f"--output_dir={tmp_path}"])
+    assert metrics["model_config"]["num_classes"] == 2
+    printed = capsys.readouterr().out
+    assert "of 1000 rows drawn for it" in printed
+

@@ -835,8 +835,8 @@ def format_report(report: dict) -> str:
         f"Training, batch {settings['batch_size']}, {settings['mixed_precision']}"
         f" ({settings['blocks']} alternating blocks of {settings['steps']} "
         f"steps per side): images/s, step ms median [p10, p90]",
-        f"ratio: package / hand-written images/s (of the median step "
-        f"times); auto: what --jit_compile=auto picks",
+        "ratio: package / hand-written images/s (of the median step "
+        "times); auto: what --jit_compile=auto picks",
         _TRAINING_HEADER,
     ]
     lines += [training_row(r) for r in report["training"]]

@@ -35,20 +35,31 @@ REPO = Path(__file__).resolve().parents[1]
 SCORES = ("mig", "sap", "dci_disentanglement", "dci_completeness",
           "dci_informativeness", "beta_vae", "factor_vae")
 
-flags.DEFINE_list("models", ["vae", "beta_vae", "beta_tcvae", "factor_vae",
-                             "dip_vae_i"],
-                  "Flagfiles flags/disentanglement/<model>.cfg to run.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every model.")
-flags.DEFINE_integer("k", 10, "Importance samples of the evaluation's log p(x).")
-flags.DEFINE_integer("train_points", 1000,
-                     "--disentanglement_train_points of the evaluation "
-                     "(disentanglement_lib's 10,000 cost about 30 minutes "
-                     "of one core per model here).")
-flags.DEFINE_integer("test_points", 500,
-                     "--disentanglement_test_points of the evaluation.")
-flags.DEFINE_string("output", None, "Write every run's numbers here (JSON).")
-flags.DEFINE_boolean("train_only", False, "Train, do not score.")
 FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines the study's flags (on absl's FLAGS by default)."""
+    flags.DEFINE_list("models", ["vae", "beta_vae", "beta_tcvae",
+                                 "factor_vae", "dip_vae_i"],
+                      "Flagfiles flags/disentanglement/<model>.cfg to run.",
+                      flag_values=flag_values)
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every model.",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("k", 10, "Importance samples of the evaluation's "
+                         "log p(x).", flag_values=flag_values)
+    flags.DEFINE_integer("train_points", 1000,
+                         "--disentanglement_train_points of the evaluation "
+                         "(disentanglement_lib's 10,000 cost about 30 "
+                         "minutes of one core per model here).",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("test_points", 500,
+                         "--disentanglement_test_points of the evaluation.",
+                         flag_values=flag_values)
+    flags.DEFINE_string("output", None, "Write every run's numbers here "
+                        "(JSON).", flag_values=flag_values)
+    flags.DEFINE_boolean("train_only", False, "Train, do not score.",
+                         flag_values=flag_values)
 
 
 def _run(argv: list[str], log: Path) -> None:
@@ -136,4 +147,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

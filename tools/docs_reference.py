@@ -22,6 +22,7 @@ from the code.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import re
 import sys
@@ -53,10 +54,12 @@ def _define_plot_flags(flag_values: flags.FlagValues) -> None:
     plot.define_flags(flag_values)
 
 
-def _define_benchmark_flags(flag_values: flags.FlagValues) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import benchmark  # pylint: disable=import-outside-toplevel
-    benchmark.define_flags(flag_values)
+def _tool_flags(name: str) -> Callable[[flags.FlagValues], None]:
+    """The `define_flags` of tools/<name>.py, imported when called."""
+    def define(flag_values: flags.FlagValues) -> None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        importlib.import_module(name).define_flags(flag_values)
+    return define
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +104,11 @@ COMMANDS: dict[str, Command] = {c.module: c for c in (
     Command("tools/benchmark.py",
             "Measures training and evaluation speed beside hand-written "
             "TensorFlow; see [performance.md](performance.md).",
-            _define_benchmark_flags),
+            _tool_flags("benchmark")),
+    Command("tools/disentanglement_study.py",
+            "Trains and scores the models of flags/disentanglement/; see "
+            "[disentanglement.md](disentanglement.md).",
+            _tool_flags("disentanglement_study")),
 )}
 
 

@@ -63,7 +63,7 @@ import tf_keras
 from tfpvae import flows as flows_lib
 from tfpvae import networks
 from tfpvae.config import ModelConfig
-from tfpvae.models import vae as vae_lib
+from tfpvae.models import parts
 from tfpvae.models.base import LatentVariableModel
 from tfpvae.models.base import as_seed
 
@@ -394,8 +394,8 @@ class HierarchicalVAE(LatentVariableModel):
             raise ValueError("A hierarchical VAE takes its top layer's flow by "
                              f"name, one of {list(flows_lib.FLOWS)}.")
         posterior_flow = None if posterior_flow == "none" else posterior_flow
-        settings = vae_lib.model_settings(latent_dim, posterior_flow,
-                                          gaussian_scale, settings)
+        settings = parts.model_settings(latent_dim, posterior_flow,
+                                        gaussian_scale, settings)
         if not isinstance(settings.latent_dim, tuple):
             raise ValueError("HierarchicalVAE needs several latent sizes; use "
                              "tfpvae.VAE for one layer.")
@@ -415,7 +415,7 @@ class HierarchicalVAE(LatentVariableModel):
 
     def _build(self, dtype_policy, seed) -> None:
         s = self.settings
-        self.likelihood = vae_lib.make_likelihood(s, self.data_shape)
+        self.likelihood = parts.make_likelihood(s, self.data_shape)
         features = s.hidden_units[-1]
         self.encoder = networks.make_encoder(
             s.architecture, self.data_shape, features,
@@ -431,9 +431,9 @@ class HierarchicalVAE(LatentVariableModel):
             hidden_units=s.hidden_units, activation=s.activation,
             conv_filters=s.conv_filters, resnet_blocks=s.resnet_blocks,
             dtype_policy=dtype_policy)
-        self._prior = vae_lib.make_prior(s, self.latent_dim, self.data_shape,
-                                         self._top_base_posterior, seed)
-        self.flow = (vae_lib.make_flow(s, self.latent_dim, self.context_units)
+        self._prior = parts.make_prior(s, self.latent_dim, self.data_shape,
+                                       self._top_base_posterior, seed)
+        self.flow = (parts.make_flow(s, self.latent_dim, self.context_units)
                      if s.posterior_flow != "none" else None)
 
     # ------------------------------------------------------------------ #
@@ -473,7 +473,7 @@ class HierarchicalVAE(LatentVariableModel):
             z = {layer_name(l): v for l, v in enumerate(z, start=1)}
         v = tf.convert_to_tensor(self.paths.decoder_input(z), tf.float32)
         if self.num_classes:
-            v = vae_lib.with_labels(v, labels, self.num_classes)
+            v = parts.with_labels(v, labels, self.num_classes)
         batch_shape = tf.shape(v)[:-1]
         params = tf.cast(self.decoder(tf.reshape(v, [-1, v.shape[-1]])),
                          tf.float32)
@@ -520,7 +520,7 @@ class HierarchicalVAE(LatentVariableModel):
     def initialize_from_data(self, x, rng, labels=None) -> bool:
         """Starts a VampPrior's pseudo-inputs at training examples."""
         del labels
-        return vae_lib.init_vamp_from_data(self._prior, self.check_x, x, rng)
+        return parts.init_vamp_from_data(self._prior, self.check_x, x, rng)
 
     # ------------------------------------------------------------------ #
     # Configuration.
@@ -540,7 +540,7 @@ class HierarchicalVAE(LatentVariableModel):
 
     @classmethod
     def config_defaults(cls) -> dict:
-        return vae_lib.VAE.config_defaults() | {"family": cls.family}
+        return parts.config_defaults(super().config_defaults())
 
 
-vae_lib.spell_out_settings(HierarchicalVAE)
+parts.spell_out_settings(HierarchicalVAE)

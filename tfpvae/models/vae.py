@@ -29,19 +29,14 @@ always use epsilon_std = 1.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from typing import Callable, Sequence
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfpvae import flows as flows_lib
-from tfpvae import likelihoods as likelihoods_lib
 from tfpvae import networks
 from tfpvae import priors as priors_lib
-from tfpvae.config import ModelConfig
+from tfpvae.models import parts
 from tfpvae.models.base import LatentVariableModel
 
 tfd = tfp.distributions
@@ -50,33 +45,6 @@ tfb = tfp.bijectors
 DTYPE_POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 
 
-def model_settings(latent_dim, posterior_flow, gaussian_scale,
-                   settings: dict) -> ModelConfig:
-    """The `ModelConfig` of a model's arguments: a flow object counts as
-    "none" for the checks, a number as the scale's text.
-
-    Raises:
-        TypeError: For an argument that is not a setting.
-        ValueError: For invalid values (the command line's messages).
-    """
-    unknown = set(settings) - {f.name for f in dataclasses.fields(ModelConfig)}
-    if unknown:
-        raise TypeError(f"Unknown model arguments {sorted(unknown)}; see "
-                        f"tfpvae.config.ModelConfig for the settings.")
-    sizes = latent_dim if isinstance(latent_dim, (list, tuple)) else [latent_dim]
-    if not sizes or not all(isinstance(d, (int, np.integer)) and d > 0
-                            for d in sizes):
-        raise ValueError(f"latent_dim must be a positive integer (or several); "
-                         f"got {latent_dim!r}.")
-    flow_name = posterior_flow if isinstance(posterior_flow, str) else "none"
-    if posterior_flow is not None and not isinstance(posterior_flow, str) \
-            and not callable(posterior_flow):
-        raise ValueError(
-            f"posterior_flow must be None, one of {list(flows_lib.FLOWS)}, a "
-            f"tfb.Bijector or a callable returning one; got {posterior_flow!r}.")
-    return ModelConfig(latent_dim=tuple(int(d) for d in sizes),
-                       posterior_flow=flow_name,
-                       gaussian_scale=str(gaussian_scale), **settings)
 
 
 class VAE(LatentVariableModel):
@@ -129,8 +97,8 @@ class VAE(LatentVariableModel):
                  name: str | None = None, **settings):
         if posterior_flow == "none":  # The command line's spelling of None.
             posterior_flow = None
-        settings = model_settings(latent_dim, posterior_flow, gaussian_scale,
-                                  settings)
+        settings = parts.model_settings(latent_dim, posterior_flow,
+                                        gaussian_scale, settings)
         super().__init__(data_shape, (settings.latent_dim,), num_classes,
                          name=name)
         if dtype_policy not in DTYPE_POLICIES:
@@ -148,11 +116,13 @@ class VAE(LatentVariableModel):
             custom_networks=encoder is not None or decoder is not None,
             custom_flow=posterior_flow is not None
             and not isinstance(posterior_flow, str))
-        self.likelihood = make_likelihood(settings, self.data_shape)
+        self.likelihood = parts.make_likelihood(settings, self.data_shape)
         self._build_networks(encoder, decoder, dtype_policy)
-        self._prior = make_prior(settings, self.latent_dim, self.data_shape,
-                                 self._base_posterior_of, seed)
-        self.flow = (make_flow(settings, self.latent_dim, self.context_units)
+        self._prior = parts.make_prior(settings, self.latent_dim,
+                                       self.data_shape,
+                                       self._base_posterior_of, seed)
+        self.flow = (parts.make_flow(settings, self.latent_dim,
+                                     self.context_units)
                      if isinstance(posterior_flow, str) else posterior_flow)
         # Build every network now: all variables exist after construction.
         encoder_units = 2 * self.latent_dim + self.context_units
@@ -201,7 +171,7 @@ class VAE(LatentVariableModel):
         """Starts a VampPrior's pseudo-inputs at K training examples drawn
         without replacement by `rng` (in the order of `x`)."""
         del labels
-        return init_vamp_from_data(self._prior, self.check_x, x, rng)
+        return parts.init_vamp_from_data(self._prior, self.check_x, x, rng)
 
     @property
     def has_analytic_kl(self) -> bool:
@@ -282,7 +252,7 @@ class VAE(LatentVariableModel):
         z = tf.convert_to_tensor(z, tf.float32)
         batch_shape = tf.shape(z)[:-1]
         if self.num_classes:
-            z = with_labels(z, labels, self.num_classes)
+            z = parts.with_labels(z, labels, self.num_classes)
         params = self.decoder(tf.reshape(z, [-1, z.shape[-1]]))
         params = tf.cast(params, tf.float32)
         params = tf.reshape(params, tf.concat(
@@ -310,11 +280,7 @@ class VAE(LatentVariableModel):
 
     @classmethod
     def config_defaults(cls) -> dict:
-        defaults = {f.name: list(f.default) if isinstance(f.default, tuple)
-                    else f.default for f in dataclasses.fields(ModelConfig)}
-        defaults.update(super().config_defaults(), posterior_flow=None,
-                        custom_networks=False)
-        return defaults
+        return parts.config_defaults(super().config_defaults())
 
     @classmethod
     def from_config(cls, config: dict) -> "VAE":
@@ -330,73 +296,14 @@ class VAE(LatentVariableModel):
         return cls(**config)
 
 
-def with_labels(v: tf.Tensor, labels, num_classes: int) -> tf.Tensor:
-    """[v, one_hot(labels)] along the last axis, the labels [N] broadcast
-    over v's leading sample dimensions (v [..., N, D])."""
-    one_hot = tf.one_hot(labels, num_classes)
-    return tf.concat([v, tf.broadcast_to(one_hot, tf.concat(
-        [tf.shape(v)[:-1], [num_classes]], 0))], axis=-1)
 
 
-def make_likelihood(settings: ModelConfig, data_shape):
-    """The likelihood module of `settings.likelihood`."""
-    scale = settings.gaussian_scale
-    kwargs = {}
-    if settings.likelihood == "gaussian":
-        kwargs["scale"] = scale if scale in ("learned", "decoder") else float(scale)
-    return likelihoods_lib.make_likelihood(settings.likelihood, data_shape,
-                                           **kwargs)
 
 
-def make_prior(settings: ModelConfig, size: int, data_shape, base_posterior,
-               seed):
-    """The prior module of `settings.prior` (`tfpvae.priors.PRIORS`) over a
-    latent layer of `size` units; `base_posterior(x)` is the encoder's
-    Gaussian of that layer (the VampPrior's components)."""
-    cls = priors_lib.PRIORS[settings.prior]
-    if cls.key == "normal":
-        return cls(size)
-    if cls.key == "vamp":
-        return cls(size, data_shape, base_posterior,
-                   components=settings.mixture_components, seed=seed)
-    return cls(size, components=settings.mixture_components, seed=seed)
 
 
-def make_flow(settings: ModelConfig, size: int, context_units: int):
-    """The posterior flow of `settings.posterior_flow` over `size` units."""
-    return flows_lib.FLOWS[settings.posterior_flow](
-        size, num_layers=settings.flow_layers,
-        hidden_units=settings.flow_hidden_units, context_dim=context_units,
-        activation=settings.activation)
 
 
-def init_vamp_from_data(prior_module, check_x, x, rng) -> bool:
-    """Starts a VampPrior's pseudo-inputs at K examples of `x` drawn without
-    replacement by `rng` (kept in their order); False for other priors."""
-    if not isinstance(prior_module, priors_lib.VampPrior):
-        return False
-    index = rng.choice(len(x), min(prior_module.components, len(x)),
-                       replace=False)
-    prior_module.init_from_data(check_x(x[np.sort(index)]))
-    return True
 
 
-def spell_out_settings(cls) -> None:
-    """Gives `cls.__init__(..., **settings)` (and the class) a signature with
-    every `ModelConfig` field spelled out, in the fields' order after
-    `data_shape`, then the arguments that are not settings."""
-    own = inspect.signature(cls.__init__)
-    params = dict(own.parameters)
-    del params["settings"]
-    front = [params.pop(name) for name in ("self", "latent_dim", "data_shape")]
-    settings = [params.pop(f.name, None) or inspect.Parameter(
-        f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
-        for f in dataclasses.fields(ModelConfig) if f.name != "latent_dim"]
-    signature = own.replace(parameters=front + settings + list(params.values()))
-    cls.__init__.__signature__ = signature
-    # Else inspect.signature(VAE) shows __new__'s (latent_dim, *args, **kwargs).
-    cls.__signature__ = signature.replace(
-        parameters=list(signature.parameters.values())[1:])
-
-
-spell_out_settings(VAE)
+parts.spell_out_settings(VAE)
