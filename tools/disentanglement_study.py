@@ -48,6 +48,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                       flag_values=flag_values)
     flags.DEFINE_integer("k", 10, "Importance samples of the evaluation's "
                          "log p(x).", flag_values=flag_values)
+    flags.DEFINE_integer("examples", 2000,
+                         "Valid examples of the bounds and of MIG, SAP and "
+                         "DCI (--max_examples of the evaluation; its ELBO "
+                         "averages --k posterior draws).",
+                         flag_values=flag_values)
     flags.DEFINE_integer("train_points", 1000,
                          "--disentanglement_train_points of the evaluation "
                          "(disentanglement_lib's 10,000 cost about 30 "
@@ -72,7 +77,8 @@ def _run(argv: list[str], log: Path) -> None:
 
 
 def _evaluation_settings() -> dict:
-    return {"k": FLAGS.k, "train_points": FLAGS.train_points,
+    return {"k": FLAGS.k, "examples": FLAGS.examples,
+            "train_points": FLAGS.train_points,
             "test_points": FLAGS.test_points}
 
 
@@ -96,6 +102,8 @@ def run_one(model: str, seed: str) -> dict:
         start = time.monotonic()
         _run(["tfpvae.evaluate", f"--model_dir={model_dir}",
               "--disentanglement", f"--k={FLAGS.k}", "--split=valid",
+              f"--max_examples={FLAGS.examples}",
+              f"--elbo_samples={FLAGS.k}",
               f"--disentanglement_train_points={FLAGS.train_points}",
               f"--disentanglement_test_points={FLAGS.test_points}"], log)
         settings["seconds"] = round(time.monotonic() - start, 1)
