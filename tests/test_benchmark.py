@@ -116,6 +116,7 @@ def test_assign_from_refuses_another_model():
         baseline.assign_from(model)
 
 
+@pytest.mark.slow
 def test_cli_runs_tiny_settings_and_writes_json(tmp_path):
     data = tmp_path / "tiny.npz"
     np.savez(data, train=binary_images(64, seed=1)[..., 0].astype(np.uint8),

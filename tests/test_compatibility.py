@@ -37,6 +37,7 @@ def _copy(name, tmp_path) -> str:
     return str(model_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_a_0_1_run_resumes_to_the_same_numbers(name, tmp_path):
     model_dir = _copy(name, tmp_path)

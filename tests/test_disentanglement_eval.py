@@ -28,6 +28,8 @@ from tfpvae import run_dir
 from tfpvae import sprites
 from tfpvae.config import TrainConfig
 
+from test_evaluate import run_cli
+
 #: 1,800 train and 200 valid examples (the default validation fraction).
 SOURCE = "sprites:2000"
 METRICS = ("mig", "sap", "dci_disentanglement", "dci_completeness",
@@ -47,13 +49,6 @@ def model_dir(tmp_path_factory):
     tf.train.CheckpointManager(run_dir.make_checkpoint(model),
                                run_dir.checkpoint_dir(directory), 1).save()
     return directory
-
-
-def run_cli(*args):
-    flag_values = flags.FlagValues()
-    evaluate.define_flags(flag_values)
-    flag_values(["evaluate", *args])
-    return evaluate.run(flag_values)
 
 
 def canonical(factors: np.ndarray) -> np.ndarray:
@@ -118,6 +113,7 @@ def test_untrained_vae_gets_every_metric_in_range(model_dir):
     assert "the valid split has 36 points" in table
 
 
+@pytest.mark.slow
 def test_a_decoding_representation_scores_near_the_maximum(model_dir, monkeypatch):
     decode = sprite_decoder()
     # The representation replaces the VAE's posterior means; the rest of

@@ -72,6 +72,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_mirrored_run_resumes_and_evaluates_like_one_device(tiny_config,
                                                              run_cli, tmp_path):
     argv = [*TINY_FLAGS, *[f"--{k}={v}" for k, v in SETTINGS.items()],
@@ -103,6 +104,7 @@ def test_mirrored_run_resumes_and_evaluates_like_one_device(tiny_config,
                                              rel=1e-6), key
 
 
+@pytest.mark.slow
 def test_two_workers_hold_the_same_variables(tiny_config, tmp_path):
     config = tiny_config(**SETTINGS, strategy="multi_worker")
     cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}

@@ -117,6 +117,7 @@ def test_default_model_dir_is_named_after_the_dataset(binarized_mnist):
 # --------------------------------------------------------------------------
 # The real entry point, in subprocesses.
 
+@pytest.mark.slow
 def test_cli_trains_exports_and_reloads(run_cli, tmp_path):
     beta_vae = [p for p in FLAGFILES if p.name == "beta_vae.cfg"][0]
     result = run_cli(f"--flagfile={beta_vae}", *TINY_FLAGS, "--max_steps=30",
@@ -188,6 +189,7 @@ def test_cli_user_errors_exit_nonzero_with_one_message(argv, message, run_cli,
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_nan_loss_exits_with_the_last_good_checkpoint(run_cli, tmp_path):
     result = run_cli(*TINY_FLAGS, "--learning_rate=1e30", "--max_steps=20",
                      "--checkpoint_every=1", "--model_dir=run")
@@ -198,6 +200,7 @@ def test_cli_nan_loss_exits_with_the_last_good_checkpoint(run_cli, tmp_path):
     assert all(np.all(np.isfinite(v.numpy())) for v in model.variables)
 
 
+@pytest.mark.slow
 def test_cli_killed_run_resumes_from_its_last_checkpoint(tiny_config, tmp_path):
     flags_ = [*TINY_FLAGS, "--max_steps=150", "--checkpoint_every=1",
               "--jit_compile=false", "--model_dir=run"]
@@ -232,6 +235,7 @@ def test_cli_killed_run_resumes_from_its_last_checkpoint(tiny_config, tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 150
 
 
+@pytest.mark.slow
 def test_cli_sigterm_saves_a_checkpoint_then_exits(tmp_path):
     model_dir = str(tmp_path / "run")
     process = subprocess.Popen(
@@ -253,6 +257,7 @@ def test_cli_sigterm_saves_a_checkpoint_then_exits(tmp_path):
     assert latest_step(model_dir) == step >= 50
 
 
+@pytest.mark.slow
 def test_cli_mirrored_on_two_cpus_matches_one_device(tiny_config, run_cli,
                                                      tmp_path):
     # With (almost) no posterior noise the updates are deterministic, so the
@@ -277,6 +282,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_cli_two_workers_from_tf_config_match_one_device(tiny_config,
                                                          tmp_path):
     settings = dict(max_steps=20, batch_size=64, epsilon_std=1e-6)
@@ -334,6 +340,7 @@ def offline_env(tmp_path, **extra) -> dict:
             "TFDS_DATA_DIR": str(tmp_path / "tfds"), **extra}
 
 
+@pytest.mark.slow
 def test_first_run_without_flags_trains_on_the_bundled_digits_quietly(
         tmp_path):
     # Offline, `python -m tfpvae.main --max_steps=5 --plots=false` (here

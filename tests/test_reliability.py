@@ -220,6 +220,7 @@ def fill(disk, leave):
     return filler
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(
         small_disk, trained, tmp_path):
     _, reference, _ = trained
@@ -411,6 +412,7 @@ def test_signal_while_importing_is_one_line_and_128_plus_signum(signum,
 # --------------------------------------------------------------------------
 # Killed at random moments.
 
+@pytest.mark.slow
 def test_killed_at_random_moments_ends_as_the_uninterrupted_run(tmp_path):
     """kill -9 at random moments after a checkpoint, then the newest
     checkpoint truncated: the run resumes each time from the newest intact
@@ -421,7 +423,7 @@ def test_killed_at_random_moments_ends_as_the_uninterrupted_run(tmp_path):
     argv = cli_command(*FLAGS, "--eval_every=25", "--max_steps=400",
                        "--model_dir=run")
     resumed = []
-    for _ in range(3):
+    for _ in range(2):
         start = latest_step(model_dir) or 0
         process = subprocess.Popen(argv, cwd=tmp_path, env=cli_env(),
                                    stdout=subprocess.DEVNULL,
