@@ -40,14 +40,6 @@ TINY_FLAGS = [f"--{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
               for k, v in TINY.items()]
 
 
-def pytest_collection_modifyitems(items):
-    """The tests marked slow (subprocesses of the command line, several
-    processes, minutes of CPU) first: pytest-xdist hands tests out in this
-    order, so the long ones run side by side early instead of one of them
-    finishing alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (it lives beside the checkout "
