@@ -31,6 +31,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from tfpvae import run_dir
+
 REPO = Path(__file__).resolve().parents[1]
 SCORES = ("mig", "sap", "dci_disentanglement", "dci_completeness",
           "dci_informativeness", "beta_vae", "factor_vae")
@@ -110,7 +112,8 @@ def run_one(model: str, seed: str) -> dict:
         stamp.write_text(json.dumps(settings))
     evaluation = json.loads(evaluation_file.read_text())
     return {"model": model, "seed": int(seed),
-            "train_seconds": metrics.get("elapsed"),
+            # metrics.json has no time; the history's last record has.
+            "train_seconds": run_dir.read_history(str(model_dir))[-1]["elapsed"],
             "steps": metrics.get("step"),
             "elbo": evaluation["elbo"], "distortion": evaluation["distortion"],
             "rate": evaluation["rate"],
