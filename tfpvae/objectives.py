@@ -38,7 +38,10 @@ gradient of the encoder through z_i is weighted by the squared normalised
 weights, sum_i w_i^2 d log w_i / dz_i dz_i/dphi, with log q evaluated at
 parameters held fixed, which removes the score-function term whose variance
 grows with k; the decoder and prior get the usual sum_i w_i d log w_i.
-Its expectation equals the IWAE gradient (tests/test_bounds.py).
+With beta != 1 only beta times the score term is removed, so the weight of
+the path through z_i is (1 - beta) w_i + beta w_i^2 (the identity of [5]
+applied to the beta-weighted log-weights). Its expectation equals the IWAE
+gradient at every beta (tests/test_gradients.py).
 
 #### References
 [1] Burda, Y., Grosse, R. and Salakhutdinov, R. Importance weighted
@@ -299,8 +302,15 @@ def _weighted_gradient(z: tf.Tensor, holder: dict) -> tf.Tensor:
 
 def _dreg_bound(x, posterior, prior, decode, *, k, beta, seed) -> ELBOResult:
     """IWAE_k with the DReG gradient: the value of the bound, and a surrogate
-    sum_i w_i log w_i whose path through z to the encoder is weighted by w_i
-    once more (w_i^2 in all), with log q taken at fixed parameters."""
+    sum_i w_i log w_i whose path through z to the encoder is weighted once
+    more by (1 - beta) + beta w_i ((1 - beta) w_i + beta w_i^2 in all; w_i^2
+    at beta = 1), with log q taken at fixed parameters.
+
+    Why: the total derivative of log w_i = log p(x|z_i) + beta (log p(z_i) -
+    log q(z_i|x)) has the score term -beta d log q / dphi at fixed z_i, and
+    E[w_i d log q(z_i)/dphi] = E[dw_i/dz_i dz_i/dphi] with dw_i/dz_i = w_i (1 -
+    w_i) d log w_i/dz_i [5]; replacing beta times it leaves the path weight
+    w_i - beta (w_i - w_i^2)."""
     if not isinstance(posterior, tfd.MultivariateNormalDiag):
         raise ValueError(
             "--gradient_estimator=dreg needs a diagonal Gaussian posterior "
@@ -314,8 +324,9 @@ def _dreg_bound(x, posterior, prior, decode, *, k, beta, seed) -> ELBOResult:
     log_px_z, log_pz, log_q = (decode(z).log_prob(x), prior.log_prob(z),
                                fixed_q.log_prob(z))
     log_w = log_px_z + beta * (log_pz - log_q)
-    holder["weights"] = tf.stop_gradient(tf.nn.softmax(log_w, axis=0))
-    surrogate = tf.reduce_sum(holder["weights"] * log_w, axis=0)
+    weights = tf.stop_gradient(tf.nn.softmax(log_w, axis=0))
+    holder["weights"] = (1.0 - beta) + beta * weights
+    surrogate = tf.reduce_sum(weights * log_w, axis=0)
     log_k = math.log(k)
     objective = tf.reduce_logsumexp(log_w, axis=0) - log_k
     objective = surrogate + tf.stop_gradient(objective - surrogate)

@@ -109,6 +109,15 @@ COMMANDS: dict[str, Command] = {c.module: c for c in (
             "Trains and scores the models of flags/disentanglement/; see "
             "[disentanglement.md](disentanglement.md).",
             _tool_flags("disentanglement_study")),
+    Command("tools/gradient_variance.py",
+            "Measures the encoder-gradient variance of IWAE_k under the "
+            "standard and the DReG estimator; see "
+            "[results.md](results.md#two-stochastic-layers-and-dreg).",
+            _tool_flags("gradient_variance")),
+    Command("tools/ship_pretrained.py",
+            "Copies a run's selected checkpoint into `pretrained/<name>/`; "
+            "see [results.md](results.md#trained-models-that-ship).",
+            _tool_flags("ship_pretrained")),
 )}
 
 
