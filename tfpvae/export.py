@@ -73,28 +73,35 @@ class _ExportedModel(tf.Module):
                                   input_signature=[n_spec, *label_spec])
 
     def _single_gaussian_layer(self):
-        return len(self.model.latent_sizes) == 1 and hasattr(self.model, "flow")
+        """The VAE of one Gaussian layer whose q0(z|x) and decoder output
+        the signatures show (M2's conditional VAE), else None."""
+        vae = getattr(self.model, "vae", self.model)
+        if len(self.model.latent_sizes) == 1 and hasattr(vae, "flow"):
+            return vae
+        return None
 
     def _encode(self, x, labels=None):
-        encoder_labels = labels if self.model.conditions_on_labels else None
+        # The labels given are the classes to encode, for M2 too (without
+        # them its posterior_mean would take the classifier's guess).
         posterior = self.model.encode(x, labels)
-        outputs = {"loc": self.model.posterior_mean(x, encoder_labels),
+        outputs = {"loc": self.model.posterior_mean(x, labels),
                    "sample": _top(posterior.sample())}
-        if self._single_gaussian_layer():
+        vae = self._single_gaussian_layer()
+        if vae is not None:
             # With a flow, q(z|x) transforms the diagonal Gaussian q0(z|x).
-            base = (posterior if self.model.flow is None
-                    else posterior.distribution)
+            base = posterior if vae.flow is None else posterior.distribution
             outputs.update(loc=base.mean(), scale=base.stddev())
         return outputs
 
     def _decode(self, z, labels=None):
         outputs = {"mean": self.model.decode_top(z, labels).mean()}
-        if self._single_gaussian_layer():
-            decoder_input = (z if not self.model.num_classes else tf.concat(
-                [z, tf.one_hot(labels, self.model.num_classes)], -1))
+        vae = self._single_gaussian_layer()
+        if vae is not None:
+            decoder_input = (z if not vae.num_classes else tf.concat(
+                [z, tf.one_hot(labels, vae.num_classes)], -1))
             outputs["params"] = tf.reshape(
-                tf.cast(self.model.decoder(decoder_input), tf.float32),
-                [-1, *self.model.data_shape, self.model.likelihood.num_params])
+                tf.cast(vae.decoder(decoder_input), tf.float32),
+                [-1, *vae.data_shape, vae.likelihood.num_params])
         return outputs
 
     def _sample(self, n, labels=None):

@@ -469,6 +469,7 @@ class HierarchicalVAE(LatentVariableModel):
     def decode(self, z, labels=None) -> tfd.Distribution:
         """p(x|z) for z a dict "z1".."zL" (or the list [z1, ..., zL]) with
         any leading batch dimensions."""
+        labels = self.check_labels(labels)
         if isinstance(z, (list, tuple)):
             z = {layer_name(l): v for l, v in enumerate(z, start=1)}
         v = tf.convert_to_tensor(self.paths.decoder_input(z), tf.float32)

@@ -248,8 +248,11 @@ class VAE(LatentVariableModel):
         """Returns p(x|z) for z of shape [..., latent_dim].
 
         The result has batch shape z.shape[:-1] and event shape `data_shape`.
+        A conditional model needs `labels` ([N] integers in [0,
+        num_classes), checked as in `encode`).
         """
         z = tf.convert_to_tensor(z, tf.float32)
+        labels = self.check_labels(labels)
         batch_shape = tf.shape(z)[:-1]
         if self.num_classes:
             z = parts.with_labels(z, labels, self.num_classes)
