@@ -145,3 +145,36 @@ def test_disentanglement_flagfile_trains(flagfile, tmp_path):
         "--discriminator_hidden_units=8"))
     metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
     assert metrics["step"] == 2 and np.isfinite(metrics["eval_elbo"])
+
+
+def test_the_study_scores_a_run_once_for_the_same_settings(tmp_path, monkeypatch):
+    # tools/disentanglement_study.py: a run with metrics.json is not trained
+    # again, and one scored with the same settings is not scored again (the
+    # stamp also records how long the scoring took).
+    import importlib, json, sys  # pylint: disable=import-outside-toplevel,multiple-imports
+    monkeypatch.syspath_prepend(str(REPO / "tools"))
+    study = importlib.import_module("disentanglement_study")
+    flag_values = flags.FlagValues()
+    study.define_flags(flag_values)
+    flag_values(["study"])
+    monkeypatch.setattr(study, "FLAGS", flag_values)
+    monkeypatch.setattr(study, "REPO", tmp_path)
+    run = tmp_path / "runs" / "sprites_vae_0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"step": 5000}))
+    (run / "history.jsonl").write_text(json.dumps({"step": 5000, "elapsed": 60.0}))
+    scores = {s: 0.5 for s in study.SCORES}
+    (run / "evaluation.json").write_text(json.dumps(
+        {"elbo": -90.0, "distortion": 80.0, "rate": 10.0, "nll_nats": 88.0,
+         "disentanglement": scores}))
+    calls = []
+    monkeypatch.setattr(study, "_run", lambda argv, log: calls.append(argv[0]))
+    stamp = run / "evaluation_settings.json"
+    stamp.write_text(json.dumps({**study._evaluation_settings(), "seconds": 99.0}))
+    row = study.run_one("vae", "0")
+    assert calls == [] and row["mig"] == 0.5 and row["train_seconds"] == 60.0
+    stamp.write_text(json.dumps({**study._evaluation_settings(), "k": 1, "seconds": 9.0}))
+    study.run_one("vae", "0")
+    assert calls == ["tfpvae.evaluate"]
+    assert "seconds" in json.loads(stamp.read_text())
+    del sys.modules["disentanglement_study"]

@@ -99,8 +99,9 @@ def run_one(model: str, seed: str) -> dict:
     evaluation_file = model_dir / "evaluation.json"
     stamp = model_dir / "evaluation_settings.json"
     settings = _evaluation_settings()
-    if not (evaluation_file.exists() and stamp.exists()
-            and json.loads(stamp.read_text()) == settings):
+    scored = json.loads(stamp.read_text()) if stamp.exists() else {}
+    scored.pop("seconds", None)  # How long the scoring took, not a setting.
+    if not (evaluation_file.exists() and scored == settings):
         start = time.monotonic()
         _run(["tfpvae.evaluate", f"--model_dir={model_dir}",
               "--disentanglement", f"--k={FLAGS.k}", "--split=valid",
