@@ -64,6 +64,23 @@ def test_shipped_model_gives_its_reported_bound_on_a_slice(name):
         bound.mean(), se, nll, elbo)
 
 
+@pytest.mark.parametrize("name", [n for n in SHIPPED if "classification_error"
+                                  in pretrained.info(n)["evaluation"]])
+def test_shipped_classifier_gives_its_reported_error(name):
+    # The semi-supervised models: q(y|x)'s error on the evaluated examples
+    # is deterministic, so it must be the reported one.
+    evaluation = pretrained.info(name)["evaluation"]
+    model = tfpvae.load_pretrained(name)
+    dataset = evaluate.load_run_dataset(pretrained.path(name))
+    split, n = evaluation["split"], evaluation["num_examples"]
+    errors = model.evaluation_metrics(
+        dataset.splits[split][:n], dataset.labels[split][:n])["classification_error"]
+    error = float(np.mean(errors))
+    assert error == pytest.approx(evaluation["classification_error"], abs=0.5 / n)
+    document = REPO / pretrained.info(name)["reported_in"]
+    assert f"{100 * error:.1f}%" in document.read_text(encoding="utf-8")
+
+
 def test_load_by_path_gives_the_same_model():
     name = "conditional_mnist"
     by_name = tfpvae.load_pretrained(name)

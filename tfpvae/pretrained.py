@@ -35,6 +35,8 @@ import os
 import shutil
 from pathlib import Path
 
+import tensorflow as tf
+
 from tfpvae import run_dir
 
 ENVIRONMENT_VARIABLE = "TFPVAE_PRETRAINED"
@@ -158,15 +160,13 @@ def ship(model_dir: str, destination: str, *, command: str,
               if h.get("step") == step]
     staging = destination + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
-    target = os.path.join(staging, run_dir.CHECKPOINT_SUBDIR)
-    os.makedirs(target)
-    folder, stem = os.path.split(best)
-    for name in os.listdir(folder):
-        if name.startswith(stem + "."):
-            shutil.copy2(os.path.join(folder, name), target)
-    with open(os.path.join(target, "checkpoint"), "w") as f:
-        f.write(f'model_checkpoint_path: "{stem}"\n'
-                f'all_model_checkpoint_paths: "{stem}"\n')
+    # Restored and saved again (model only, under its step): what ships is
+    # known to load, with the checkpoint state file CheckpointManager writes.
+    model = run_dir.load(model_dir, checkpoint=best)
+    tf.train.CheckpointManager(
+        run_dir.make_checkpoint(model),
+        os.path.join(staging, run_dir.CHECKPOINT_SUBDIR),
+        max_to_keep=1).save(checkpoint_number=step)
     for name in _RUN_FILES:
         source = os.path.join(model_dir, name)
         if os.path.exists(source):
