@@ -145,7 +145,7 @@ def test_monte_carlo_rate_without_a_closed_form(caplog):
     model = tfpvae.VAE(latent_dim=2, data_shape=(5,), likelihood="gaussian",
                        hidden_units=(16,), prior="mixture", mixture_components=3)
     x = np.random.default_rng(0).normal(size=(30, 5)).astype(np.float32)
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")
     out = evaluate.evaluate(model, x, k=200, seed=0, batch_size=7,
                             elbo_samples=500, log_every_seconds=0.0)
     assert out["kl"] == "mc"

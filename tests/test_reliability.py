@@ -117,7 +117,7 @@ def test_damaged_newest_checkpoint_is_skipped_with_one_warning(
         damage, file, run, trained, caplog):
     _, reference, reference_history = trained
     damage(os.path.join(run_dir.checkpoint_dir(run), file))
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")
     metrics = train.train_and_evaluate(CONFIG.replace(max_steps=30), run)
 
     (warning,) = warnings_of(caplog)
@@ -157,7 +157,7 @@ def test_load_skips_damaged_checkpoints_of_checkpoints_and_best(run, caplog):
     at_15 = tfpvae.load(run, checkpoint=os.path.join(
         run_dir.checkpoint_dir(run), "ckpt-15"))
     best_prefix = tf.train.latest_checkpoint(run_dir.best_checkpoint_dir(run))
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")
 
     truncate(os.path.join(run_dir.checkpoint_dir(run), DATA_FILE))
     assert_same_weights(tfpvae.load(run), at_15)

@@ -728,8 +728,11 @@ def measure_pipeline(name: str, bench_data: BenchmarkData, *, batch_size: int,
 
     # The CLI loop on the same data, model and XLA setting.
     with tempfile.TemporaryDirectory() as model_dir:
-        verbosity = logging.get_verbosity()
-        logging.set_verbosity(logging.WARNING)
+        # The absl logger's own level, restored as it was (set_verbosity
+        # would leave an explicit level where there was none).
+        absl_logger = logging.get_absl_logger()
+        level = absl_logger.level
+        absl_logger.setLevel(logging.WARNING)
         try:
             # Its first step and its first multi-step call compile.
             metrics = train.train_and_evaluate(config.replace(
@@ -738,7 +741,7 @@ def measure_pipeline(name: str, bench_data: BenchmarkData, *, batch_size: int,
                 checkpoint_every=0, log_every=10 ** 9, plots=False),
                 model_dir)
         finally:
-            logging.set_verbosity(verbosity)
+            absl_logger.setLevel(level)
     loop = metrics["examples_per_sec"]
     # The compute-bound rate: the constant batch, in the faster of one step
     # and per_call steps per call.
