@@ -85,7 +85,8 @@ from absl import logging
 import tfpvae
 from tfpvae import models
 from tfpvae import run_dir
-from tfpvae.evaluate import load_run_dataset
+from tfpvae.evaluate import load_run_dataset, run_config
+from tfpvae.train.step import kl_weight
 
 ESTIMATORS = ("standard", "dreg")
 
@@ -290,23 +291,19 @@ def machine() -> dict:
 
 
 def checkpoint_step(model_dir: str) -> int | None:
-    """The step of the checkpoint `tfpvae.load` takes (from its name)."""
+    """The step of the checkpoint `tfpvae.load` takes."""
     path = run_dir.find_checkpoint(run_dir.checkpoint_dir(model_dir))
-    match = re.search(r"-(\d+)$", path or "")
-    return int(match.group(1)) if match else None
+    return run_dir.checkpoint_number(path) if path else None
 
 
 def training_beta(model_dir: str, step: int | None) -> float | None:
     """The KL weight the run trained with at `step` (its warm-up)."""
+    if step is None:
+        return None
     try:
-        settings = run_dir.read_flags(model_dir)
+        return kl_weight(run_config(model_dir), step)
     except (OSError, ValueError):
         return None
-    beta = float(settings.get("beta", 1.0))
-    warmup = int(settings.get("kl_warmup_steps", 0))
-    if warmup <= 0 or step is None:
-        return beta
-    return beta * min(1.0, step / warmup)
 
 
 _HEADER = (f"{'model':8} {'k':>4} {'var standard':>13} {'var dreg':>11} "

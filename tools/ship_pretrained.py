@@ -43,8 +43,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                         flag_values=flag_values)
     flags.DEFINE_string("description", None, "One line on the model.",
                         flag_values=flag_values)
-    flags.DEFINE_string("output_dir", str(REPO / "pretrained"),
-                        "Where the pretrained/ folder is.",
+    flags.DEFINE_string("output_dir", None, "Where the pretrained/ folder "
+                        "is (default: the repository's).",
                         flag_values=flag_values)
 
 
@@ -56,7 +56,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"--{', --'.join(missing)} must be given.")
     try:
         record = pretrained.ship(
-            FLAGS.model_dir, os.path.join(FLAGS.output_dir, FLAGS.name),
+            FLAGS.model_dir,
+            os.path.join(FLAGS.output_dir or REPO / "pretrained", FLAGS.name),
             command=f"python -m tfpvae.main {FLAGS.train_args}",
             reported_in=FLAGS.reported_in,
             description=FLAGS.description)
