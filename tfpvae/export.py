@@ -45,6 +45,7 @@ import shutil
 import tensorflow as tf
 
 from tfpvae.models import LatentVariableModel
+from tfpvae.models import parts
 
 
 def _top(z):
@@ -97,8 +98,8 @@ class _ExportedModel(tf.Module):
         outputs = {"mean": self.model.decode_top(z, labels).mean()}
         vae = self._single_gaussian_layer()
         if vae is not None:
-            decoder_input = (z if not vae.num_classes else tf.concat(
-                [z, tf.one_hot(labels, vae.num_classes)], -1))
+            decoder_input = (z if not vae.num_classes else
+                             parts.with_labels(z, labels, vae.num_classes))
             outputs["params"] = tf.reshape(
                 tf.cast(vae.decoder(decoder_input), tf.float32),
                 [-1, *vae.data_shape, vae.likelihood.num_params])
