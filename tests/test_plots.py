@@ -38,6 +38,7 @@ HISTORY[2].update(train_loss=None, train_elbo=None, train_rate=None,
 
 DEFAULT_FILES = {"loss_curves", "latent_space", "manifold_linear",
                  "manifold_inverse_cdf", "traversal_dim0", "traversal_dim1",
+                 "traversals",
                  "reconstructions", "prior_samples"}
 
 
@@ -296,6 +297,30 @@ def test_grids_span_the_chosen_dims_with_the_rest_fixed():
     np.testing.assert_array_equal(z[:, [0, 1, 3]], np.broadcast_to(fix[[0, 1, 3]], (3, 3)))
 
 
+def test_the_traversal_grid_has_one_traversal_per_row():
+    model = tiny_model(latent_dim=4)
+    values = np.array([-2.0, 0.5, 3.0], np.float32)
+    base = np.array([0.3, -0.7, 1.1, 0.2], np.float32)
+    dims = [2, 0, 3]
+    ax = plots.traversal_grid_figure(model, dims, values, base,
+                                     base_description="b").axes[0]
+    canvas = np.asarray(ax.images[0].get_array())
+    size = IMAGE[0]
+    assert canvas.shape == (len(dims) * (size + 1) - 1, len(values) * (size + 1) - 1)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["z[2]", "z[0]", "z[3]"]
+    for row, dim in enumerate(dims):
+        z = np.tile(base, (len(values), 1))
+        z[:, dim] = values  # Only this row's dimension moves.
+        expected = model.decode(z).mean().numpy()[..., 0]
+        for col in range(len(values)):
+            cell = canvas[row * (size + 1):row * (size + 1) + size,
+                          col * (size + 1):col * (size + 1) + size]
+            np.testing.assert_allclose(cell, np.clip(expected[col], 0, 1),
+                                       atol=1e-6)
+    # The rows differ: each sweeps its own dimension.
+    assert np.abs(canvas[:size] - canvas[size + 1:2 * size + 1]).max() > 1e-3
+
+
 def test_higher_latent_dims_and_chosen_vectors(image_data, dataset, tmp_path):
     model = tiny_model(latent_dim=4)
     directory = save_run(model, str(tmp_path), image_data)
@@ -339,7 +364,7 @@ def test_tabular_data_gets_only_curves_and_latent_space(tmp_path, monkeypatch):
     assert names(paths) == {"loss_curves", "latent_space"}
     skipped = [m for m in messages if m.startswith("Skipping")]
     not_images = [m for m in skipped if "not images" in m]
-    assert len(not_images) == 4
+    assert len(not_images) == 5
     # The figures of models with labels or layers are not for this one.
     assert all("no labels" in m or "one latent layer" in m
                or "no classifier" in m for m in set(skipped) - set(not_images))

@@ -150,7 +150,7 @@ def test_disentanglement_flagfile_trains(flagfile, tmp_path):
 def test_the_study_scores_a_run_once_for_the_same_settings(tmp_path, monkeypatch):
     # tools/disentanglement_study.py: a run with metrics.json is not trained
     # again, and one scored with the same settings is not scored again (the
-    # stamp also records how long the scoring took).
+    # stamp also records how long the scoring took), nor drawn again.
     import importlib, json, sys  # pylint: disable=import-outside-toplevel,multiple-imports
     monkeypatch.syspath_prepend(str(REPO / "tools"))
     study = importlib.import_module("disentanglement_study")
@@ -167,6 +167,8 @@ def test_the_study_scores_a_run_once_for_the_same_settings(tmp_path, monkeypatch
     (run / "evaluation.json").write_text(json.dumps(
         {"elbo": -90.0, "distortion": 80.0, "rate": 10.0, "nll_nats": 88.0,
          "disentanglement": scores}))
+    (run / "plots").mkdir()
+    (run / "plots" / "traversals.png").write_bytes(b"drawn")
     calls = []
     monkeypatch.setattr(study, "_run", lambda argv, log: calls.append(argv[0]))
     stamp = run / "evaluation_settings.json"
@@ -177,4 +179,8 @@ def test_the_study_scores_a_run_once_for_the_same_settings(tmp_path, monkeypatch
     study.run_one("vae", "0")
     assert calls == ["tfpvae.evaluate"]
     assert "seconds" in json.loads(stamp.read_text())
+    # The traversal figure is drawn once, when it is missing.
+    (run / "plots" / "traversals.png").unlink()
+    study.run_one("vae", "0")
+    assert calls == ["tfpvae.evaluate", "tfpvae.plot"]
     del sys.modules["disentanglement_study"]

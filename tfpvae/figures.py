@@ -17,6 +17,9 @@ named figures of a model to `<model_dir>/plots/`:
   on a 2-D grid of z;
 * traversal: traversal_dim{i}.png, decoder means while z[i] sweeps -3..3,
   the rest fixed;
+* traversal_grid: traversals.png, the same traversals in one figure, one row
+  per dimension (the figure of Higgins et al. 2017 and of the
+  disentanglement papers);
 * grid_dims: grid_dims_{i}_{j}.png, the linear grid over latent dimensions
   i and j, the rest fixed;
 * decoded_z: decoded_z.png, the decoder mean and draws at one given z;
@@ -464,6 +467,38 @@ def traversal_figure(model: LatentVariableModel, dim: int, values: np.ndarray, b
     return fig
 
 
+def traversal_grid_figure(model: LatentVariableModel, dims: Sequence[int],
+                          values: np.ndarray, base: np.ndarray, *,
+                          base_description: str, label: int = 0) -> Figure:
+    """Row i: decoder means while z[dims[i]] sweeps `values`, the rest at
+    `base` (one `traversal_figure` per row, in one picture).
+
+    Args:
+        model: The VAE (image data).
+        dims: The latent dimensions traversed, one row each.
+        values: `[n]` values of the traversed dimension.
+        base: `[latent_dim]` values of the other dimensions.
+        base_description: What `base` is, for the title (e.g. "at 0").
+        label: The class decoded, for a model with labels.
+    """
+    values = np.asarray(values, np.float32)
+    dims = list(dims)
+    z = np.tile(np.asarray(base, np.float32), (len(dims), len(values), 1))
+    for row, dim in enumerate(dims):
+        z[row, :, dim] = values
+    images = _decoder_mean(model, z.reshape(-1, z.shape[-1]), label)
+    width = max(6.0, 0.8 * len(values) + 1.0)
+    cell = (width - 1.0) / len(values)
+    fig = _new_figure((width, cell * len(dims) + 1.2))
+    ax = fig.add_subplot()
+    _show_tiled(ax, images, cols=len(values))
+    _tick_cells(ax, "x", images.shape[2], [f"{v:.2f}" for v in values])
+    _tick_cells(ax, "y", images.shape[1], [f"z[{d}]" for d in dims])
+    ax.set_xlabel("value of the traversed dimension")
+    ax.set_title(f"Traversals, other dimensions {base_description}")
+    return fig
+
+
 def decoded_z_figure(model: LatentVariableModel, z: Sequence[float], *, num_draws: int = 3,
                      seed: int = 0, label: int = 0) -> Figure:
     """The decoder mean of p(x|z) at one latent vector, beside draws from it.
@@ -852,9 +887,8 @@ def _traverse_dims(run: _PlotRun) -> list[int]:
     return sorted(int(d) for d in most_active)
 
 
-def _write_traversals(run: _PlotRun) -> list[str]:
-    if not run.is_image:
-        return run.skip("traversal", "the data are not images")
+def _traversal_base(run: _PlotRun) -> tuple[np.ndarray, str]:
+    """The point the traversals start from, and its description."""
     index = run.options.traverse_from
     if index is not None:
         x, _ = run.data()
@@ -870,11 +904,30 @@ def _write_traversals(run: _PlotRun) -> list[str]:
     else:
         base = _base_point(run.model, run.options.fix)
         description = "at 0" if run.options.fix is None else "fixed by --fix"
+    return base, description
+
+
+def _write_traversals(run: _PlotRun) -> list[str]:
+    if not run.is_image:
+        return run.skip("traversal", "the data are not images")
+    base, description = _traversal_base(run)
     values = manifold_values("linear", run.options.traverse_steps)
     return [run.save(traversal_figure(run.model, d, values, base,
                                       base_description=description,
                                       label=run.options.label),
                      f"traversal_dim{d}") for d in _traverse_dims(run)]
+
+
+def _write_traversal_grid(run: _PlotRun) -> list[str]:
+    if not run.is_image:
+        return run.skip("traversal_grid", "the data are not images")
+    base, description = _traversal_base(run)
+    values = manifold_values("linear", run.options.traverse_steps)
+    return [run.save(traversal_grid_figure(run.model, _traverse_dims(run),
+                                           values, base,
+                                           base_description=description,
+                                           label=run.options.label),
+                     "traversals")]
 
 
 def _write_decoded_z(run: _PlotRun) -> list[str]:
@@ -955,6 +1008,7 @@ PLOTS: dict[str, Callable[[_PlotRun], list[str]]] = {
     "latent_space": _write_latent_space,
     "manifold": _write_manifold,
     "traversal": _write_traversals,
+    "traversal_grid": _write_traversal_grid,
     "grid_dims": _write_grid_dims,
     "decoded_z": _write_decoded_z,
     "reconstructions": _write_reconstructions,
@@ -966,8 +1020,8 @@ PLOTS: dict[str, Callable[[_PlotRun], list[str]]] = {
 }
 
 #: Plots that read the dataset.
-DATA_PLOTS = ("latent_space", "traversal", "reconstructions", "analogies",
-              "confusion_matrix")
+DATA_PLOTS = ("latent_space", "traversal", "traversal_grid", "reconstructions",
+              "analogies", "confusion_matrix")
 
 
 def resolve_plot_names(which: str | Sequence[str], latent_dim: int,

@@ -10,10 +10,13 @@ runs, each as its own process and from the repository root,
         --seed=<seed> --model_dir=runs/sprites_<model>_<seed>
     python -m tfpvae.evaluate --model_dir=runs/sprites_<model>_<seed> \\
         --disentanglement --k=<k> ...
+    python -m tfpvae.plot --model_dir=runs/sprites_<model>_<seed> \\
+        --which=traversal_grid
 
 A run that ended is not trained again and one that was interrupted resumes
 (the trainer's own resume), and a run that already has its evaluation.json
-from these settings is not scored again, so the command can be repeated
+from these settings is not scored again (nor drawn again once its
+plots/traversals.png exists), so the command can be repeated
 until the table is complete. It prints the table (mean and standard
 deviation over the seeds of every score, the reconstruction term and the
 training time) and writes every run's numbers as JSON with --output.
@@ -111,6 +114,10 @@ def run_one(model: str, seed: str) -> dict:
               f"--disentanglement_test_points={FLAGS.test_points}"], log)
         settings["seconds"] = round(time.monotonic() - start, 1)
         stamp.write_text(json.dumps(settings))
+    if not (model_dir / "plots" / "traversals.png").exists():
+        # The figure docs/disentanglement.md shows of the best of each family.
+        _run(["tfpvae.plot", f"--model_dir={model_dir}",
+              "--which=traversal_grid"], log)
     evaluation = json.loads(evaluation_file.read_text())
     return {"model": model, "seed": int(seed),
             # metrics.json has no time; the history's last record has.
