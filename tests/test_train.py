@@ -500,6 +500,35 @@ def test_a_run_logs_one_device_line(tiny_config, tmp_path, monkeypatch):
                     f"(--jit_compile=false).")
 
 
+def test_training_time_goes_on_from_the_checkpoint(tiny_config, tmp_path,
+                                                    monkeypatch):
+    # A run killed before its first evaluation has a checkpoint and no
+    # history: its training time must come from the checkpoint. Session 1
+    # "lasts an hour" (its clock jumps by 3,600 s after it starts).
+    import time  # pylint: disable=import-outside-toplevel
+    from tfpvae.train import loop  # pylint: disable=import-outside-toplevel
+    started = []
+
+    def hour_long_clock():
+        started.append(True)
+        return time.monotonic() + (3600.0 if len(started) > 1 else 0.0)
+
+    monkeypatch.setattr(loop, "time", type("Clock", (), dict(
+        monotonic=staticmethod(hour_long_clock),
+        perf_counter=staticmethod(time.perf_counter),
+        time=staticmethod(time.time))))
+    config = tiny_config(max_steps=6, eval_every=100, checkpoint_every=3)
+    model_dir = str(tmp_path / "run")
+    train.train_and_evaluate(config, model_dir)
+    assert 3600 < read_history(model_dir)[-1]["elapsed"] < 3600 + 600
+    os.remove(os.path.join(model_dir, run_dir.HISTORY_FILE))
+    monkeypatch.undo()  # Session 2 runs on the real clock.
+    train.train_and_evaluate(config.replace(max_steps=8), model_dir)
+    history = read_history(model_dir)
+    assert [r["step"] for r in history] == [8]
+    assert 3600 < history[0]["elapsed"] < 3600 + 1200
+
+
 def test_evaluation_lost_by_a_kill_is_done_again_on_resume(tiny_config,
                                                            tmp_path):
     # Killed after saving the checkpoint of step 10 (an evaluation step),

@@ -2,7 +2,8 @@
 
     <model_dir>/model_config.json   the model's get_config() (written once)
     <model_dir>/checkpoints/        tf.train.CheckpointManager checkpoints of
-                                    model, optimizer(s), objective and step
+                                    model, optimizer(s), objective, step and
+                                    training seconds so far
     <model_dir>/best/               the model at its best held-out bound so far
                                     (selection by validation), model only
     <model_dir>/flags.txt           the run's settings, usable as --flagfile
@@ -359,6 +360,12 @@ def list_checkpoints(directory: str) -> list[str]:
     prefixes = {os.path.join(directory, os.path.basename(name))
                 for name in names}
     return sorted(prefixes, key=checkpoint_number, reverse=True)
+
+
+def checkpoint_objects(prefix: str) -> set[str]:
+    """The names of the objects a checkpoint holds ("model", "optimizer",
+    "step", ...: the keyword arguments of its `make_checkpoint`)."""
+    return {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)}
 
 
 def checkpoint_number(prefix: str) -> int:

@@ -233,6 +233,10 @@ class _Run:
                 self.objective)
             self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False,
                                         name="step")
+            # Training seconds over all sessions up to the checkpoint, so
+            # that a resumed run's `elapsed` goes on from where it stopped.
+            self.elapsed_var = tf.Variable(0.0, dtype=tf.float64,
+                                           trainable=False, name="elapsed")
         self.objective.check(self.model)
         inputs.check_data(self.model, dataset)
         self.kl = evaluation.resolve_kl(config.kl, self.model)
@@ -250,11 +254,12 @@ class _Run:
                 run_dir.remove_unfinished_saves(directory)
         # An objective with a network of its own (FactorVAE's discriminator)
         # is saved and restored with the model.
-        extra = ({} if self.auxiliary_optimizer is None else dict(
+        self.extra = ({} if self.auxiliary_optimizer is None else dict(
             objective=self.objective,
             auxiliary_optimizer=self.auxiliary_optimizer))
-        self.checkpoint = run_dir.make_checkpoint(self.model, self.optimizer,
-                                                  self.step_var, **extra)
+        self.checkpoint = run_dir.make_checkpoint(
+            self.model, self.optimizer, self.step_var,
+            elapsed=self.elapsed_var, **self.extra)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint,
             self.scratch or run_dir.checkpoint_dir(self.model_dir),
@@ -268,8 +273,15 @@ class _Run:
     def _restore_or_initialize(self) -> None:
         # The newest intact checkpoint: a damaged one is skipped with a warning.
         latest = run_dir.find_checkpoint(run_dir.checkpoint_dir(self.model_dir))
+        self.restored_elapsed = None
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            # A checkpoint saved before they kept the training time has none.
+            timed = "elapsed" in run_dir.checkpoint_objects(latest)
+            checkpoint = self.checkpoint if timed else run_dir.make_checkpoint(
+                self.model, self.optimizer, self.step_var, **self.extra)
+            checkpoint.restore(latest).assert_existing_objects_matched()
+            if timed:
+                self.restored_elapsed = float(self.elapsed_var.numpy())
             logging.info("Resuming from %s (step %d).", latest,
                          int(self.step_var.numpy()))
         else:
@@ -291,7 +303,11 @@ class _Run:
         self.files = records.RunFiles(self.model_dir, enabled=self.chief)
         history = self.files.start(self.model, config, self.resuming,
                                    self.step)
-        self.previous_elapsed = history[-1]["elapsed"] if history else 0.0
+        # The checkpoint's training time; for an older checkpoint, the last
+        # evaluation's (which misses the steps after it).
+        self.previous_elapsed = (
+            self.restored_elapsed if self.restored_elapsed is not None
+            else history[-1]["elapsed"] if history else 0.0)
         self.last_eval = (history[-1] if history
                           and history[-1]["step"] == self.step else None)
         # Every worker evaluates (the same numbers), so all agree on when the
@@ -466,11 +482,16 @@ class _Run:
                 f"the weights became NaN or infinite by step {self.step}; "
                 f"stopped without saving. {self._keep_message()}")
         self.step_var.assign(self.step)
+        self.elapsed_var.assign(self.elapsed())
         self._save(self.manager, "checkpoint")
         self.saved_step = self.step
         if not self.flags_written:
             self.files.write_flags(self.config)
             self.flags_written = True
+
+    def elapsed(self) -> float:
+        """Training seconds over all sessions until now."""
+        return self.previous_elapsed + time.monotonic() - self.session_start
 
     def _save(self, manager: tf.train.CheckpointManager, what: str) -> None:
         """Saves the step's checkpoint with `manager`; a save that fails for
@@ -515,8 +536,7 @@ class _Run:
             return
         self.last_eval = {
             "step": step, "epoch": step / self.steps_per_epoch,
-            "elapsed": (self.previous_elapsed + time.monotonic()
-                        - self.session_start),
+            "elapsed": self.elapsed(),
             "wall_time": time.time(),
             **{f"train_{k}": v for k, v in train_means.items()},
             **{f"eval_{k}": v for k, v in results.items()},
