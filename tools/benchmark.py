@@ -37,7 +37,6 @@ and how to read them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -57,6 +56,7 @@ from absl import logging
 
 from tfpvae import data as data_lib
 from tfpvae import networks
+from tfpvae import run_dir
 from tfpvae import train
 from tfpvae.config import TrainConfig
 from tfpvae import VAE
@@ -954,9 +954,7 @@ def main(argv):
     report = run(command)
     print(format_report(report))
     if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
+        run_dir.write_json_atomic(FLAGS.output, report)
         print(f"\nWrote {FLAGS.output}.")
 
 

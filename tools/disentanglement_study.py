@@ -160,9 +160,9 @@ def main(argv):
         return
     print(table(rows))
     if FLAGS.output:
-        Path(FLAGS.output).write_text(json.dumps(
-            {"date": time.strftime("%Y-%m-%d"), "load": os.getloadavg(),
-             "evaluation": _evaluation_settings(), "runs": rows}, indent=1))
+        run_dir.write_json_atomic(FLAGS.output, {
+            "date": time.strftime("%Y-%m-%d"), "load": os.getloadavg(),
+            "evaluation": _evaluation_settings(), "runs": rows})
 
 
 if __name__ == "__main__":

@@ -67,7 +67,6 @@ Tucker, G., Lawson, D., Gu, S. & Maddison, C. J. Doubly reparameterized
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -412,9 +411,7 @@ def main(argv):
     report = run(command)
     print(format_report(report))
     if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
+        run_dir.write_json_atomic(FLAGS.output, report)
         print(f"\nWrote {FLAGS.output}.")
 
 
