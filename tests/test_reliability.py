@@ -18,6 +18,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -304,6 +305,55 @@ def test_refused_or_diverging_sessions_leave_the_flags(run):
     train.train_and_evaluate(CONFIG.replace(learning_rate=2e-3, max_steps=25),
                              run)
     assert run_dir.read_flags(run)["learning_rate"] == 2e-3
+
+
+def test_a_second_trainer_on_the_directory_is_refused_untouched(run, trained,
+                                                               tmp_path):
+    # Another process trains in the directory (here: holds its lock, as the
+    # trainer does): the same command started again stops in one line and
+    # removes nothing, although the first one's checkpoint saves may be in
+    # progress. The lock dies with its process: then the run resumes.
+    _, reference, _ = trained
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "print('locked', flush=True)\n"
+         "time.sleep(600)", run], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        # An unfinished save of the first process, which a session of its
+        # own would remove.
+        os.mkdir(os.path.join(run_dir.checkpoint_dir(run), "ckpt-25_temp"))
+        before = snapshot_tree(run)
+        result = subprocess.run(
+            cli_command(*FLAGS, "--max_steps=30", f"--model_dir={run}"),
+            cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
+            timeout=120)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert tfpvae_lines(result.stderr) == [result.stderr.splitlines()[-1]]
+        assert result.stderr.splitlines()[-1] == (
+            f"tfpvae: error: --model_dir={run} is in use by another training "
+            f"process; wait for it to end or stop it (it resumes from its "
+            f"checkpoint), or pass another --model_dir.")
+        with pytest.raises(train.ModelDirError, match="in use by another"):
+            train.train_and_evaluate(CONFIG.replace(max_steps=30), run)
+        assert snapshot_tree(run) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    metrics = train.train_and_evaluate(CONFIG.replace(max_steps=30), run)
+    assert metrics["eval_elbo"] == reference["eval_elbo"]
+    assert not os.path.exists(
+        os.path.join(run_dir.checkpoint_dir(run), "ckpt-25_temp"))
+
+
+def snapshot_tree(directory):
+    """snapshot() with the directories too (an empty one is a save begun)."""
+    return snapshot(directory), sorted(
+        os.path.relpath(root, directory) for root, _, _ in os.walk(directory))
 
 
 def snapshot_files(paths):

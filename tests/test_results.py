@@ -147,6 +147,38 @@ def test_disentanglement_flagfile_trains(flagfile, tmp_path):
     assert metrics["step"] == 2 and np.isfinite(metrics["eval_elbo"])
 
 
+def test_the_study_runs_jobs_at_once_and_keeps_the_table_order(tmp_path,
+                                                              monkeypatch):
+    import importlib, json, sys, threading, time  # pylint: disable=import-outside-toplevel,multiple-imports
+    monkeypatch.syspath_prepend(str(REPO / "tools"))
+    study = importlib.import_module("disentanglement_study")
+    flag_values = flags.FlagValues()
+    study.define_flags(flag_values)
+    output = tmp_path / "study.json"
+    flag_values(["study", "--models=vae,beta_vae", "--seeds=0,1", "--jobs=2",
+                 f"--output={output}"])
+    monkeypatch.setattr(study, "FLAGS", flag_values)
+    running, most = [], []
+    lock = threading.Lock()
+
+    def run_one(model, seed):
+        with lock:
+            running.append(model)
+            most.append(len(running))
+        time.sleep(0.2)
+        with lock:
+            running.remove(model)
+        return {"model": model, "seed": int(seed), "mig": 0.1}
+
+    monkeypatch.setattr(study, "run_one", run_one)
+    study.main(["study"])
+    rows = json.loads(output.read_text())["runs"]
+    assert [(r["model"], r["seed"]) for r in rows] == [
+        ("vae", 0), ("beta_vae", 0), ("vae", 1), ("beta_vae", 1)]
+    assert max(most) == 2  # Two at once, never more.
+    del sys.modules["disentanglement_study"]
+
+
 def test_the_study_scores_a_run_once_for_the_same_settings(tmp_path, monkeypatch):
     # tools/disentanglement_study.py: a run with metrics.json is not trained
     # again, and one scored with the same settings is not scored again (the

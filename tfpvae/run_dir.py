@@ -35,6 +35,12 @@ permission is reported as `StorageError` by the trainer
 (`storage_problem` recognises one); a checkpoint save cut short leaves a
 `ckpt-N_temp` folder, which the next session removes
 (`remove_unfinished_saves`).
+
+One trainer at a time. The training process holds a lock on the directory
+(`RunLock`) from before it touches anything there until it ends; a second
+one started on the same directory (the same command run twice) stops with
+`ModelDirError` instead of removing the first one's saves in progress.
+Evaluating, plotting or exporting a run while it trains needs no lock.
 """
 
 from __future__ import annotations
@@ -184,6 +190,46 @@ def _comparable(config: dict) -> dict:
     config = json.loads(json.dumps(models.complete_config(config),
                                    default=str))
     return {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+
+
+class RunLock:
+    """The training process's hold on a model directory: an exclusive
+    `fcntl.flock` on the directory itself (nothing is written into it). The
+    operating system releases it when the process ends, however it ends, so
+    a killed run leaves no stale lock. With `enabled=False`, or on systems
+    without fcntl (Windows), it does nothing.
+
+    Raises:
+        ModelDirError: Another process holds the directory: a second session
+            would remove the first one's unfinished checkpoint saves and
+            interleave its records.
+    """
+
+    def __init__(self, model_dir: str, enabled: bool = True):
+        self.fd = None
+        try:
+            import fcntl  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            return
+        if not enabled:
+            return
+        os.makedirs(model_dir, exist_ok=True)
+        fd = os.open(model_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ModelDirError(
+                f"--model_dir={model_dir} is in use by another training "
+                f"process; wait for it to end or stop it (it resumes from "
+                f"its checkpoint), or pass another --model_dir.") from None
+        self.fd = fd
+
+    def release(self) -> None:
+        """Lets another process train in the directory (idempotent)."""
+        if self.fd is not None:
+            os.close(self.fd)  # Closing the descriptor releases the flock.
+            self.fd = None
 
 
 def check_model_dir(model_dir: str, model_config: dict) -> bool:

@@ -13,7 +13,9 @@ runs, each as its own process and from the repository root,
     python -m tfpvae.plot --model_dir=runs/sprites_<model>_<seed> \\
         --which=traversal_grid
 
-A run that ended is not trained again and one that was interrupted resumes
+With --jobs=N, N runs go at once (a second study started on the same runs
+is refused by the trainer's lock on each run directory). A run that ended
+is not trained again and one that was interrupted resumes
 (the trainer's own resume), and a run that already has its evaluation.json
 from these settings is not scored again (nor drawn again once its
 plots/traversals.png exists), so the command can be repeated
@@ -24,6 +26,7 @@ training time) and writes every run's numbers as JSON with --output.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import statistics
@@ -69,6 +72,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_string("output", None, "Write every run's numbers here "
                         "(JSON).", flag_values=flag_values)
     flags.DEFINE_boolean("train_only", False, "Train, do not score.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("jobs", 1, "Runs trained and scored at the same "
+                         "time, each in its own processes (with several, "
+                         "give each one thread: TF_NUM_INTRAOP_THREADS=1 "
+                         "TF_NUM_INTEROP_THREADS=1).", lower_bound=1,
                          flag_values=flag_values)
 
 
@@ -154,8 +162,9 @@ def table(rows: list[dict]) -> str:
 def main(argv):
     del argv
     # Seed by seed, so that an interrupted study has every model once.
-    rows = [run_one(model, seed) for seed in FLAGS.seeds
-            for model in FLAGS.models]
+    runs = [(model, seed) for seed in FLAGS.seeds for model in FLAGS.models]
+    with concurrent.futures.ThreadPoolExecutor(FLAGS.jobs) as pool:
+        rows = list(pool.map(lambda run: run_one(*run), runs))
     if FLAGS.train_only:
         return
     print(table(rows))

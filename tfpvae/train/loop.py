@@ -146,7 +146,8 @@ def train_and_evaluate(config, model_dir: str, *,
 
     Raises:
         data.DatasetError: The data cannot be loaded.
-        ModelDirError: `model_dir` holds another model or foreign files.
+        ModelDirError: `model_dir` holds another model or foreign files, or
+            another process is training in it.
         ValueError: Settings that do not fit the data (e.g. a bernoulli
             likelihood on grayscale data with binarize="none").
         TrainingDiverged: The loss became NaN or infinite.
@@ -175,6 +176,9 @@ def train_and_evaluate(config, model_dir: str, *,
         raise _storage_error(problem, f"writing {_written(e, model_dir)}",
                              model_dir, run.saved_step if run else None
                              ) from None
+    finally:
+        if run is not None:
+            run.lock.release()
 
 
 class _Run:
@@ -197,10 +201,18 @@ class _Run:
             jit_compile=config.jit_compile))
         self.resuming = run_dir.check_model_dir(model_dir,
                                                 self.model.get_config())
-        self._open_checkpoints()
-        self._restore_or_initialize()
-        self._open_records()
-        self._prepare_training()
+        # Before anything in the directory is touched: a second process
+        # training in it is refused (the chief writes it; other workers of a
+        # multi-worker run write scratch directories).
+        self.lock = run_dir.RunLock(model_dir, enabled=self.chief)
+        try:
+            self._open_checkpoints()
+            self._restore_or_initialize()
+            self._open_records()
+            self._prepare_training()
+        except BaseException:
+            self.lock.release()
+            raise
 
     # ------------------------------------------------------------------ #
     # Setting up.
