@@ -168,7 +168,8 @@ def test_the_study_runs_jobs_at_once_and_keeps_the_table_order(tmp_path,
         time.sleep(0.2)
         with lock:
             running.remove(model)
-        return {"model": model, "seed": int(seed), "mig": 0.1}
+        return {"model": model, "seed": int(seed),
+                "mig": 0.1 + 0.1 * int(seed) * (model == "vae")}
 
     monkeypatch.setattr(study, "run_one", run_one)
     study.main(["study"])
@@ -176,6 +177,10 @@ def test_the_study_runs_jobs_at_once_and_keeps_the_table_order(tmp_path,
     assert [(r["model"], r["seed"]) for r in rows] == [
         ("vae", 0), ("beta_vae", 0), ("vae", 1), ("beta_vae", 1)]
     assert max(most) == 2  # Two at once, never more.
+    # The traversals docs/disentanglement.md shows: the highest MIG's (the
+    # first seed on a tie).
+    assert json.loads(output.read_text())["best_by_mig"] == {
+        "vae": 1, "beta_vae": 0}
     del sys.modules["disentanglement_study"]
 
 

@@ -159,6 +159,19 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def best_runs(rows: list[dict]) -> dict[str, int]:
+    """The seed of each model whose MIG is highest (the run whose
+    traversals docs/disentanglement.md shows for that model)."""
+    best = {}
+    for row in rows:
+        if row.get("mig") is None:
+            continue
+        current = best.get(row["model"])
+        if current is None or row["mig"] > current["mig"]:
+            best[row["model"]] = row
+    return {model: row["seed"] for model, row in best.items()}
+
+
 def main(argv):
     del argv
     # Seed by seed, so that an interrupted study has every model once.
@@ -168,10 +181,15 @@ def main(argv):
     if FLAGS.train_only:
         return
     print(table(rows))
+    best = best_runs(rows)
+    for model, seed in best.items():
+        print(f"Best {model} by MIG: seed {seed}, "
+              f"runs/sprites_{model}_{seed}/plots/traversals.png")
     if FLAGS.output:
         run_dir.write_json_atomic(FLAGS.output, {
             "date": time.strftime("%Y-%m-%d"), "load": os.getloadavg(),
-            "evaluation": _evaluation_settings(), "runs": rows})
+            "evaluation": _evaluation_settings(), "runs": rows,
+            "best_by_mig": best})
 
 
 if __name__ == "__main__":
