@@ -102,31 +102,28 @@ def test_dreg_refuses_a_flow_posterior():
         model.iwae(x, k=3, gradient_estimator="dreg")
 
 
-@pytest.mark.slow
-def test_the_variance_tool_finds_dreg_unbiased_on_a_trained_run(tiny_config,
-                                                                tmp_path):
+def test_the_variance_tool_finds_dreg_unbiased_on_a_trained_run(
+        tiny_config, tmp_path, monkeypatch):
     # tools/gradient_variance.py (the recorded DReG measurement) on a tiny
     # IWAE run at a KL weight of 0.3: decoder gradients identical, the
     # encoder's equal in expectation. A bias shows as a paired z^2 far above
     # 1 (the path weight w^2 that DReG had at every beta gives 385 at k = 5;
     # heavy-tailed weights push an unbiased one below 1, not above).
-    import json, subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
-    from pathlib import Path  # pylint: disable=import-outside-toplevel
-    from conftest import cli_env  # pylint: disable=import-outside-toplevel
+    import importlib  # pylint: disable=import-outside-toplevel
+    from absl import flags  # pylint: disable=import-outside-toplevel
+    from conftest import REPO  # pylint: disable=import-outside-toplevel
     from tfpvae import train  # pylint: disable=import-outside-toplevel
     model_dir = tmp_path / "run"
     train.train_and_evaluate(tiny_config(n_samples=3, gradient_estimator="dreg",
                                          max_steps=6), str(model_dir))
-    output = tmp_path / "variance.json"
-    tool = Path(__file__).resolve().parents[1] / "tools" / "gradient_variance.py"
-    result = subprocess.run(
-        [sys.executable, str(tool), f"--model_dir={model_dir}", "--k=1,5",
-         "--draws=200", "--batch=8", "--beta=0.3", "--nountrained",
-         f"--output={output}"],
-        cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
-        timeout=300)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(output.read_text())
+    monkeypatch.syspath_prepend(str(REPO / "tools"))
+    tool = importlib.import_module("gradient_variance")
+    flag_values = flags.FlagValues()
+    tool.define_flags(flag_values)
+    flag_values(["tool", f"--model_dir={model_dir}", "--k=1,5", "--draws=200",
+                 "--batch=8", "--beta=0.3", "--nountrained"])
+    monkeypatch.setattr(tool, "FLAGS", flag_values)
+    report = tool.run("test")
     assert report["checkpoint_step"] == 6
     rows = report["models"]["trained"]
     assert [r["k"] for r in rows] == [1, 5]
