@@ -149,7 +149,7 @@ def test_disentanglement_flagfile_trains(flagfile, tmp_path):
 
 def test_the_study_runs_jobs_at_once_and_keeps_the_table_order(tmp_path,
                                                               monkeypatch):
-    import importlib, json, sys, threading, time  # pylint: disable=import-outside-toplevel,multiple-imports
+    import importlib, json, sys, threading  # pylint: disable=import-outside-toplevel,multiple-imports
     monkeypatch.syspath_prepend(str(REPO / "tools"))
     study = importlib.import_module("disentanglement_study")
     flag_values = flags.FlagValues()
@@ -160,12 +160,14 @@ def test_the_study_runs_jobs_at_once_and_keeps_the_table_order(tmp_path,
     monkeypatch.setattr(study, "FLAGS", flag_values)
     running, most = [], []
     lock = threading.Lock()
+    # Each run waits for a second one: one at a time would break the barrier.
+    barrier = threading.Barrier(2, timeout=60)
 
     def run_one(model, seed):
         with lock:
             running.append(model)
             most.append(len(running))
-        time.sleep(0.2)
+        barrier.wait()
         with lock:
             running.remove(model)
         return {"model": model, "seed": int(seed),
