@@ -108,6 +108,19 @@ def tfpvae_lines(stderr):
     return [line for line in stderr.splitlines() if line.startswith("tfpvae:")]
 
 
+def failed_session(model_dir, cwd) -> str:
+    """Resumes the run to step 30 with the CLI, which must fail the
+    project's way (exit 1, no traceback, its one tfpvae line last); that
+    line."""
+    result = subprocess.run(
+        cli_command(*FLAGS, "--max_steps=30", f"--model_dir={model_dir}"),
+        cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert tfpvae_lines(result.stderr) == [result.stderr.splitlines()[-1]]
+    return result.stderr.splitlines()[-1]
+
+
 # --------------------------------------------------------------------------
 # 1. Damaged checkpoints.
 
@@ -229,15 +242,9 @@ def test_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(
     before = snapshot(model_dir)
     filler = fill(small_disk, leave=20_000)  # Room for logs, not a checkpoint.
 
-    result = subprocess.run(
-        cli_command(*FLAGS, "--max_steps=30", f"--model_dir={model_dir}"),
-        cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
-        timeout=120)
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert tfpvae_lines(result.stderr) == [result.stderr.splitlines()[-1]]
+    line = failed_session(model_dir, tmp_path)
     checkpoints = run_dir.checkpoint_dir(str(model_dir))
-    assert result.stderr.splitlines()[-1].startswith(
+    assert line.startswith(
         f"tfpvae: error: no space left on device while saving checkpoint 25 "
         f"in {checkpoints}; the last good checkpoint is 20 ")
     # What was saved is intact; the failed save left nothing behind (the
@@ -327,14 +334,7 @@ def test_a_second_trainer_on_the_directory_is_refused_untouched(run, trained,
         # own would remove.
         os.mkdir(os.path.join(run_dir.checkpoint_dir(run), "ckpt-25_temp"))
         before = snapshot_tree(run)
-        result = subprocess.run(
-            cli_command(*FLAGS, "--max_steps=30", f"--model_dir={run}"),
-            cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
-            timeout=120)
-        assert result.returncode == 1
-        assert "Traceback" not in result.stderr
-        assert tfpvae_lines(result.stderr) == [result.stderr.splitlines()[-1]]
-        assert result.stderr.splitlines()[-1] == (
+        assert failed_session(run, tmp_path) == (
             f"tfpvae: error: --model_dir={run} is in use by another training "
             f"process; wait for it to end or stop it (it resumes from its "
             f"checkpoint), or pass another --model_dir.")
