@@ -153,6 +153,7 @@ def test_cli_runs_tiny_settings_and_writes_json(tmp_path):
         assert row["while_loop"] and row["traces"] == 1
     pipeline = report["input_pipeline"]
     assert pipeline["model"] == "mlp"
+    assert pipeline["xla"] is False  # --xla=off, not what auto would pick.
     assert pipeline["pipeline"]["images_per_sec"] > 0
     assert pipeline["constant"]["images_per_sec"] > 0
     assert pipeline["cli_loop_images_per_sec"] > 0
