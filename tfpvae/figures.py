@@ -615,12 +615,15 @@ def analogies_figure(model: LatentVariableModel, x: np.ndarray, labels=None,
     Args:
         model: A model with labels (image data).
         x: `[n, H, W, C]` inputs.
-        labels: Their labels, for a model whose encoder reads them.
+        labels: Their classes: a conditional model needs them; the
+            semi-supervised model infers the style with them too, and with
+            its classifier's guess when they are None.
         split: Name of the split, for the title.
     """
     classes, n = model.num_classes, len(x)
-    z = model.posterior_mean(
-        x, labels if model.conditions_on_labels else None).numpy()
+    # The style is q(z|x, y) of the input's own class: with the classifier's
+    # guess instead, a misread input's style would carry its class.
+    z = model.posterior_mean(x, labels).numpy()
     decoded = model.decode_top(np.repeat(z, classes, axis=0),
                                np.tile(np.arange(classes), n)).mean().numpy()
     rows = decoded.reshape((n, classes) + decoded.shape[1:])
