@@ -470,7 +470,7 @@ def test_killed_at_random_moments_ends_as_the_uninterrupted_run(tmp_path):
     that was never interrupted."""
     rng = random.Random(20261201)
     model_dir = str(tmp_path / "run")
-    argv = cli_command(*FLAGS, "--eval_every=25", "--max_steps=400",
+    argv = cli_command(*FLAGS, "--eval_every=25", "--max_steps=200",
                        "--model_dir=run")
     resumed = []
     for _ in range(2):
@@ -503,7 +503,7 @@ def test_killed_at_random_moments_ends_as_the_uninterrupted_run(tmp_path):
 
     reference_dir = str(tmp_path / "reference")
     reference = train.train_and_evaluate(
-        CONFIG.replace(eval_every=25, max_steps=400), reference_dir)
+        CONFIG.replace(eval_every=25, max_steps=200), reference_dir)
     metrics = read_json(os.path.join(model_dir, run_dir.METRICS_FILE))
     for key in ("step", "best_step", "eval_elbo", "eval_iwae",
                 "best_eval_iwae"):
@@ -513,8 +513,8 @@ def test_killed_at_random_moments_ends_as_the_uninterrupted_run(tmp_path):
     assert [r["eval_elbo"] for r in history] == pytest.approx(
         [r["eval_elbo"] for r in expected], rel=1e-5)
     saved = run_dir.list_checkpoints(run_dir.checkpoint_dir(model_dir))
-    assert [run_dir.checkpoint_number(p) for p in saved] == [400, 395, 390,
-                                                             385, 380]
+    assert [run_dir.checkpoint_number(p) for p in saved] == [200, 195, 190,
+                                                             185, 180]
     assert all(run_dir.checkpoint_damage(p) is None for p in saved)
     best = run_dir.list_checkpoints(run_dir.best_checkpoint_dir(model_dir))
     assert [run_dir.checkpoint_number(p) for p in best] == [metrics["best_step"]]
