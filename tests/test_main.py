@@ -96,12 +96,14 @@ def test_preset_parses_and_trains(flagfile, tmp_path):
     preset = config_lib.from_flags(flag_values)
     assert preset.dataset in ("mnist", "binarized_mnist")
     # Data flags after the flagfile override it, as on the command line.
+    # (XLA off: compiling the step of a full-size preset is most of a run.)
     flag_values = parse(f"--flagfile={flagfile}", "--dataset=sklearn_digits",
-                        "--max_steps=2", "--batch_size=32", "--eval_k=2")
+                        "--max_steps=2", "--batch_size=32", "--eval_k=2",
+                        "--jit_compile=false")
     config = config_lib.from_flags(flag_values)
     assert config.replace(dataset=preset.dataset, max_steps=preset.max_steps,
-                          batch_size=preset.batch_size,
-                          eval_k=preset.eval_k) == preset
+                          batch_size=preset.batch_size, eval_k=preset.eval_k,
+                          jit_compile=preset.jit_compile) == preset
     metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
     assert metrics["step"] == 2 and np.isfinite(metrics["eval_elbo"])
 
