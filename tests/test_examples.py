@@ -37,7 +37,7 @@ def trained_dir(mnist, tmp_path_factory) -> str:
     model_dir = tmp_path_factory.mktemp("trained") / "run"
     model = load_example("train_from_python.py").main([
         "--how=trainer", f"--dataset={mnist}", "--steps=3", "--latent_dim=3",
-        "--eval_k=2", f"--model_dir={model_dir}"])
+        "--eval_k=2", f"--model_dir={model_dir}", "--jit_compile=false"])
     assert model.data_shape == (28, 28, 1)
     return str(model_dir)
 
