@@ -186,6 +186,30 @@ def test_the_study_runs_jobs_at_once_and_keeps_the_table_order(tmp_path,
     del sys.modules["disentanglement_study"]
 
 
+def test_the_study_measures_how_scores_agree_and_the_seed_spread(monkeypatch):
+    import importlib, sys  # pylint: disable=import-outside-toplevel,multiple-imports
+    monkeypatch.syspath_prepend(str(REPO / "tools"))
+    study = importlib.import_module("disentanglement_study")
+    # Two models of two seeds; every score the same ranking as MIG, except
+    # SAP (reversed) and distortion (one swap).
+    migs = {("a", 0): 0.1, ("a", 1): 0.3, ("b", 0): 0.5, ("b", 1): 0.7}
+    rows = [{"model": m, "seed": s, **{k: v for k in study.AGREEMENT},
+             "sap": -v, "distortion": [1, 3, 2, 4][i]}
+            for i, ((m, s), v) in enumerate(migs.items())]
+    result = study.agreement(rows)
+    assert result["runs"] == 4
+    assert result["spearman"]["mig~dci_disentanglement"] == 1.0
+    assert result["spearman"]["mig~sap"] == -1.0
+    # Ranks 1 2 3 4 against 1 3 2 4: 1 - 6 * 2 / (4 * 15) = 0.8.
+    assert result["spearman"]["mig~distortion"] == pytest.approx(0.8)
+    # Variance over seeds 0.02 for each model; the means 0.2 and 0.6.
+    spread = result["spread"]["mig"]
+    assert spread["seed_sd"] == pytest.approx(0.02 ** 0.5)
+    assert spread["model_sd"] == pytest.approx(0.08 ** 0.5)
+    assert "mig~beta_vae" in "\n".join(study.agreement_lines(result))
+    del sys.modules["disentanglement_study"]
+
+
 def test_the_study_scores_a_run_once_for_the_same_settings(tmp_path, monkeypatch):
     # tools/disentanglement_study.py: a run with metrics.json is not trained
     # again, and one scored with the same settings is not scored again (the

@@ -21,7 +21,9 @@ from these settings is not scored again (nor drawn again once its
 plots/traversals.png exists), so the command can be repeated
 until the table is complete. It prints the table (mean and standard
 deviation over the seeds of every score, the reconstruction term and the
-training time) and writes every run's numbers as JSON with --output.
+training time), how the scores agree over the runs (rank correlations, and
+the spread over seeds against the spread over models) and writes every
+run's numbers as JSON with --output.
 """
 
 from __future__ import annotations
@@ -172,6 +174,54 @@ def best_runs(rows: list[dict]) -> dict[str, int]:
     return {model: row["seed"] for model, row in best.items()}
 
 
+#: The scores whose agreement `agreement` measures (DCI's disentanglement
+#: for DCI), and the reconstruction term they trade against.
+AGREEMENT = ("mig", "sap", "dci_disentanglement", "beta_vae", "factor_vae",
+             "distortion")
+
+
+def agreement(rows: list[dict]) -> dict:
+    """How the scores agree over the runs, and how much of their spread is
+    the seed's (the two questions of Locatello et al., 2019).
+
+    "spearman": the rank correlation of every pair of `AGREEMENT` over all
+    runs. "seed_sd": the standard deviation over the seeds of one model,
+    pooled over the models (the root of the mean variance); "model_sd": the
+    standard deviation of the models' means. A score whose seed_sd is as
+    large as its model_sd does not tell the models apart."""
+    import scipy.stats  # pylint: disable=import-outside-toplevel
+    scored = [r for r in rows if all(r.get(k) is not None for k in AGREEMENT)]
+    spearman = {}
+    for i, a in enumerate(AGREEMENT if len(scored) > 2 else ()):
+        for b in AGREEMENT[i + 1:]:
+            rho = scipy.stats.spearmanr([r[a] for r in scored],
+                                        [r[b] for r in scored]).statistic
+            spearman[f"{a}~{b}"] = round(float(rho), 3)
+    models = list(dict.fromkeys(r["model"] for r in scored))
+    spread = {}
+    for key in AGREEMENT:
+        by_model = [[r[key] for r in scored if r["model"] == m] for m in models]
+        seeds = [v for v in by_model if len(v) > 1]
+        if len(models) < 2 or not seeds:
+            continue
+        spread[key] = {
+            "seed_sd": statistics.fmean(statistics.variance(v)
+                                        for v in seeds) ** 0.5,
+            "model_sd": statistics.stdev(statistics.fmean(v)
+                                         for v in by_model)}
+    return {"runs": len(scored), "spearman": spearman, "spread": spread}
+
+
+def agreement_lines(result: dict) -> list[str]:
+    lines = [f"Rank correlations over {result['runs']} runs:"]
+    lines += [f"  {pair:40} {rho:+.2f}"
+              for pair, rho in result["spearman"].items()]
+    lines.append("Standard deviation over seeds (pooled) / of the model means:")
+    lines += [f"  {key:20} {s['seed_sd']:.3f} / {s['model_sd']:.3f}"
+              for key, s in result["spread"].items()]
+    return lines
+
+
 def main(argv):
     del argv
     # Seed by seed, so that an interrupted study has every model once.
@@ -181,6 +231,8 @@ def main(argv):
     if FLAGS.train_only:
         return
     print(table(rows))
+    scores_agree = agreement(rows)
+    print("\n".join(agreement_lines(scores_agree)))
     best = best_runs(rows)
     for model, seed in best.items():
         print(f"Best {model} by MIG: seed {seed}, "
@@ -189,7 +241,7 @@ def main(argv):
         run_dir.write_json_atomic(FLAGS.output, {
             "date": time.strftime("%Y-%m-%d"), "load": os.getloadavg(),
             "evaluation": _evaluation_settings(), "runs": rows,
-            "best_by_mig": best})
+            "best_by_mig": best, "agreement": scores_agree})
 
 
 if __name__ == "__main__":
