@@ -37,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+import scipy.stats
 from absl import app, flags
 
 from tfpvae import run_dir
@@ -189,7 +190,6 @@ def agreement(rows: list[dict]) -> dict:
     pooled over the models (the root of the mean variance); "model_sd": the
     standard deviation of the models' means. A score whose seed_sd is as
     large as its model_sd does not tell the models apart."""
-    import scipy.stats  # pylint: disable=import-outside-toplevel
     scored = [r for r in rows if all(r.get(k) is not None for k in AGREEMENT)]
     spearman = {}
     for i, a in enumerate(AGREEMENT if len(scored) > 2 else ()):
