@@ -459,6 +459,44 @@ def test_signal_while_importing_is_one_line_and_128_plus_signum(signum,
     assert len(tfpvae_lines(stderr)) == 1
 
 
+#: `python -m tfpvae.main` whose `import tensorflow` gets the signal inside
+#: an extension's init, as pybind11 reports it: the handler's SystemExit
+#: becomes the cause of "ImportError: initialization failed".
+SIGNAL_IN_EXTENSION_INIT = """
+import builtins, os, runpy, signal, sys, time
+real_import = builtins.__import__
+
+def extension_init(name, *args, **kwargs):
+    if name == "tensorflow":
+        try:
+            os.kill(os.getpid(), {signum})
+            time.sleep(10)
+        except BaseException as error:
+            raise ImportError("initialization failed") from error
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = extension_init
+sys.argv = ["tfpvae.main"]
+runpy.run_module("tfpvae.main", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+def test_signal_inside_an_extensions_init_is_one_line_too(signum, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_IN_EXTENSION_INIT.format(
+            signum=int(signum))],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
+        timeout=60)
+    assert result.returncode == 128 + signum, result.stderr
+    assert "Traceback" not in result.stderr
+    assert tfpvae_lines(result.stderr) == [
+        f"tfpvae: interrupted by {signum.name} during start-up, before "
+        "training began; nothing needed saving. Run the same command again "
+        "to start (or resume) the run."]
+
+
 # --------------------------------------------------------------------------
 # Killed at random moments.
 

@@ -138,6 +138,22 @@ def _stop_at_once(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def _stopped_by_signal(error: BaseException) -> SystemExit | None:
+    """The SystemExit of `_stop_at_once` behind `error`, if any.
+
+    A signal that arrives while a C extension initialises (TensorFlow's
+    pybind11 modules) raises the handler's SystemExit inside the module's
+    init, which turns it into "ImportError: initialization failed" caused
+    by it."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, SystemExit):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _start_quietly(quiet: bool) -> bool:
     """Installs the signal handlers and, when `quiet`, hides the C++ log
     and the dependencies' warnings. Returns whether TensorFlow's own
@@ -160,20 +176,28 @@ _QUIET = __name__ == "__main__" and not verbose_requested(sys.argv,
 _HIDE_CPP_START = __name__ == "__main__" and _start_quietly(_QUIET)
 
 # pylint: disable=wrong-import-position
-with cpp_log_hidden(_HIDE_CPP_START):
-    from absl import app
-    from absl import flags
-    from absl import logging
-    import tensorflow as tf
+try:
+    with cpp_log_hidden(_HIDE_CPP_START):
+        from absl import app
+        from absl import flags
+        from absl import logging
+        import tensorflow as tf
 
-    from tfpvae import config as config_lib
-    from tfpvae import data
-    from tfpvae import export as export_lib
-    from tfpvae import figures
-    from tfpvae import inputs
-    from tfpvae import run_dir
-    from tfpvae import train
-    from tfpvae.train import devices
+        from tfpvae import config as config_lib
+        from tfpvae import data
+        from tfpvae import export as export_lib
+        from tfpvae import figures
+        from tfpvae import inputs
+        from tfpvae import run_dir
+        from tfpvae import train
+        from tfpvae.train import devices
+except Exception as import_error:  # pylint: disable=broad-exception-caught
+    # A signal during an extension's init: its line is written; exit with
+    # its code rather than the import's traceback.
+    _stop = _stopped_by_signal(import_error)
+    if _stop is None:
+        raise
+    raise _stop from None
 # pylint: enable=wrong-import-position
 
 config_lib.define_flags()
