@@ -144,3 +144,15 @@ def run_cli(tmp_path):
         return subprocess.run(cli_command(*args), cwd=tmp_path, env=cli_env(),
                               capture_output=True, text=True, timeout=timeout)
     return run
+
+
+def exit_code(main):
+    """The exit status `main()` ends with (SystemExit's code); a Ctrl-C
+    that escapes it fails the test rather than stopping the session."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped: no one-line exit")
+    except SystemExit as stop:
+        return stop.code
+    pytest.fail("main() returned without exiting")

@@ -15,6 +15,7 @@ ELBO < log p(x) strictly. A latent unit with loading 0 has posterior mean 0
 for every x: it is inactive, the other units are active.
 """
 
+import errno
 import json
 import logging
 import math
@@ -30,7 +31,7 @@ import tfpvae
 from tfpvae import evaluate
 from tfpvae import run_dir
 
-from conftest import linear_gaussian_vae
+from conftest import exit_code, linear_gaussian_vae
 
 LOADINGS = np.array([2.0, 1.0, 0.5, 0.0])
 LATENT, DIM, SIGMA = len(LOADINGS), 6, 0.5
@@ -235,6 +236,43 @@ def test_cli_evaluates_the_best_checkpoint_on_request(model_dir):
     assert best["checkpoint"] == tf.train.latest_checkpoint(
         run_dir.best_checkpoint_dir(model_dir))
     assert best["nll_nats"] != latest["nll_nats"]
+
+
+def test_a_stopped_or_refused_evaluation_is_one_line_and_keeps_its_json(
+        model_dir, monkeypatch, capsys):
+    run_cli(f"--model_dir={model_dir}", "--k=2", "--max_examples=4")
+    saved = os.path.join(model_dir, evaluate.EVALUATION_FILE)
+    with open(saved, "rb") as f:
+        before = f.read()
+    flag_values = flags.FlagValues()
+    evaluate.define_flags(flag_values)
+    flag_values(["evaluate", f"--model_dir={model_dir}", "--k=2",
+                 "--max_examples=4"])
+    run = evaluate.run
+    monkeypatch.setattr(evaluate, "run", lambda: run(flag_values))
+
+    def stop(*args, **kwargs):  # Ctrl-C in the middle of the bounds.
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluate, "evaluate", stop)
+        assert exit_code(lambda: evaluate.main(["evaluate"])) == 130
+    assert capsys.readouterr().err == (
+        "tfpvae.evaluate: stopped; evaluation.json is written only when an "
+        "evaluation ends, so it is as it was.\n")
+
+    def full(*args, **kwargs):  # The disk fills as the results are written.
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), model_dir)
+    with monkeypatch.context() as patch:
+        patch.setattr(run_dir.tempfile, "mkstemp", full)
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.main(["evaluate"])
+    assert exit_info.value.code == (
+        f"tfpvae.evaluate: error: no space left on device ({model_dir}); "
+        "free some space or make it writable, then run the same command "
+        "again.")
+    with open(saved, "rb") as f:
+        assert f.read() == before
+    assert not [n for n in os.listdir(model_dir) if n.startswith(".tmp_")]
 
 
 def test_cli_errors_name_the_problem(model_dir, tmp_path):

@@ -7,6 +7,7 @@ is checked for content: the PNG exists, has the figure's pixel size, is not
 blank, and changes when the model's weights change (and only then).
 """
 
+import io
 import json
 import os
 import shutil
@@ -25,6 +26,8 @@ from tfpvae import data
 from tfpvae import plot
 from tfpvae import figures as plots
 from tfpvae import run_dir
+
+from conftest import exit_code
 
 IMAGE = (6, 6)
 HISTORY = [dict(step=10 * e, epoch=float(e), train_loss=-(-90.0 + 20 / e),
@@ -542,3 +545,42 @@ def test_cli_compare_exits_with_a_one_line_error(two_runs):
     assert result.stderr.strip().splitlines()[-1] == (
         "tfpvae.plot: error: --compare draws only the comparison figure; drop "
         "--which (or drop --compare to draw the figures of one model).")
+
+
+def test_a_figure_stopped_while_saving_leaves_the_previous_one(tmp_path,
+                                                               monkeypatch,
+                                                               capsys):
+    # Ctrl-C while a PNG is being written: the file keeps the last figure,
+    # whole, and `python -m tfpvae.plot` ends in one line with exit 130.
+    from matplotlib.backends import backend_agg  # pylint: disable=import-outside-toplevel
+    path = str(tmp_path / "loss_curves.png")
+    fig = plots.loss_curves_figure(RUN_A)
+    plots.save_figure(fig, path)
+    with open(path, "rb") as f:
+        before = f.read()
+
+    print_png = backend_agg.FigureCanvasAgg.print_png
+
+    def stopped(self, target, **kwargs):  # Half the bytes, then the signal.
+        drawn = io.BytesIO()  # (A tight bbox's dry run ends in here.)
+        print_png(self, drawn, **{k: v for k, v in kwargs.items()
+                                  if k in ("metadata", "pil_kwargs")})
+        half = drawn.getvalue()[:len(drawn.getvalue()) // 2]
+        if isinstance(target, (str, os.PathLike)):
+            with open(target, "wb") as out:
+                out.write(half)
+        else:
+            target.write(half)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(backend_agg.FigureCanvasAgg, "print_png", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        plots.save_figure(fig, path)
+    with open(path, "rb") as f:
+        assert f.read() == before
+    assert os.listdir(tmp_path) == ["loss_curves.png"]
+
+    monkeypatch.setattr(plot, "run", lambda: plots.save_figure(fig, path))
+    assert exit_code(lambda: plot.main(["plot"])) == 130
+    assert capsys.readouterr().err == (
+        "tfpvae.plot: stopped; the figures finished before it are written, "
+        "and no figure is left half-written.\n")

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 
 import numpy as np
@@ -350,10 +349,10 @@ def _factor_sampler(ds: data_lib.Dataset):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    try:
+    with run_dir.one_line_errors(
+            "tfpvae.evaluate", f"{EVALUATION_FILE} is written only when an "
+            "evaluation ends, so it is as it was."):
         results = run()
-    except (FileNotFoundError, ValueError) as e:  # DatasetError is a ValueError.
-        sys.exit("tfpvae.evaluate: error: " + " ".join(str(e).split()))
     print(format_table(results))
 
 

@@ -60,6 +60,7 @@ curves and latent space are still drawn.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from typing import Callable, Mapping, Sequence
 
@@ -708,9 +709,15 @@ def layer_samples_figure(model: LatentVariableModel, rows: int = 6,
 
 
 def save_figure(fig: Figure, path: str) -> str:
-    """Writes `fig` as a PNG with the Agg canvas and returns the path."""
+    """Writes `fig` as a PNG with the Agg canvas and returns the path.
+
+    The file is replaced whole (`run_dir.write_bytes_atomic`): an
+    interrupted or failed save leaves the previous figure, not part of a
+    new one."""
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=DPI)
+    run_dir.write_bytes_atomic(path, png.getvalue())
     return path
 
 

@@ -25,7 +25,6 @@ single-model figures.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -214,10 +213,10 @@ def compare(flag_values: flags.FlagValues = flags.FLAGS) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    try:
+    with run_dir.one_line_errors(
+            "tfpvae.plot", "the figures finished before it are written, and "
+            "no figure is left half-written."):
         paths = run()
-    except (FileNotFoundError, ValueError) as e:  # DatasetError is a ValueError.
-        sys.exit("tfpvae.plot: error: " + " ".join(str(e).split()))
     for path in paths:
         print(path)
 

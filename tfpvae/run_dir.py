@@ -45,12 +45,15 @@ Evaluating, plotting or exporting a run while it trains needs no lock.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import json
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
 import time
 
@@ -119,22 +122,53 @@ def storage_problem(error: BaseException) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def one_line_errors(program: str, interrupted: str):
+    """The failures of a command other than training (`tfpvae.evaluate`,
+    `tfpvae.plot`) as one line on stderr and a non-zero exit: bad input
+    (FileNotFoundError, ValueError) and a write refused for lack of space
+    or permission (exit 1), and Ctrl-C (exit 130, `interrupted` saying
+    what was kept). Other errors keep their traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"{program}: stopped; {interrupted}", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+    except (FileNotFoundError, ValueError) as e:  # DatasetError: a ValueError.
+        sys.exit(f"{program}: error: " + " ".join(str(e).split()))
+    except (OSError, tf.errors.OpError) as e:
+        problem = storage_problem(e)
+        if problem is None:
+            raise
+        where = getattr(e, "filename", None)
+        sys.exit(f"{program}: error: {problem}"
+                 + (f" ({where})" if where else "")
+                 + "; free some space or make it writable, then run the same "
+                 "command again.")
+
+
 # --------------------------------------------------------------------------
 # Atomic files.
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes `text` to `path` via a temporary file and a rename."""
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Writes `data` to `path` via a temporary file and a rename: `path`
+    holds its old content or the new one, never part of it."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes `text` (UTF-8) to `path` via a temporary file and a rename."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str, data) -> None:
