@@ -497,6 +497,25 @@ def test_signal_inside_an_extensions_init_is_one_line_too(signum, tmp_path):
         "to start (or resume) the run."]
 
 
+def test_files_replaced_whole_keep_the_permissions_of_a_normal_write(
+        tmp_path):
+    # The temporary file of a write-and-rename is private (0600); the file
+    # it becomes has the mode a plain open() would give, or keeps its own.
+    umask = os.umask(0o027)
+    try:
+        new = tmp_path / "evaluation.json"
+        run_dir.write_json_atomic(str(new), {"nll": 80.0})
+        assert new.stat().st_mode & 0o777 == 0o640
+        kept = tmp_path / "samples.png"
+        kept.write_bytes(b"old")
+        kept.chmod(0o604)
+        run_dir.write_bytes_atomic(str(kept), b"new")
+        assert kept.stat().st_mode & 0o777 == 0o604
+        assert kept.read_bytes() == b"new"
+    finally:
+        os.umask(umask)
+
+
 # --------------------------------------------------------------------------
 # Killed at random moments.
 

@@ -150,14 +150,34 @@ def one_line_errors(program: str, interrupted: str):
 # --------------------------------------------------------------------------
 # Atomic files.
 
+def _new_file_mode(path: str) -> int:
+    """The permissions `path` keeps when it is replaced: its own, or those
+    of a new file under the process's umask (a temporary file is created
+    private, 0600)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        pass
+    try:  # Linux: the umask, read without changing it (os.umask sets it).
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Writes `data` to `path` via a temporary file and a rename: `path`
     holds its old content or the new one, never part of it."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
