@@ -92,14 +92,16 @@ def test_explore_latent_space(trained_dir, tmp_path):
 
 def test_tabular_vae(tmp_path):
     metrics = load_example("tabular_vae.py").main([
-        "--steps=3", "--eval_k=2", f"--output_dir={tmp_path}"])
+        "--steps=3", "--eval_k=2", f"--output_dir={tmp_path}",
+        "--jit_compile=false"])
     assert metrics["dataset"]["kind"] == "tabular"
     assert (tmp_path / "latent_space.png").exists()
 
 
 def test_tabular_vae_conditional(tmp_path, capsys):
     metrics = load_example("tabular_vae.py").main([
-        "--conditional", "--steps=3", "--eval_k=2", f"--output_dir={tmp_path}"])
+        "--conditional", "--steps=3", "--eval_k=2", f"--output_dir={tmp_path}",
+        "--jit_compile=false"])
     assert metrics["model_config"]["num_classes"] == 2
     printed = capsys.readouterr().out
     assert "of 1000 rows drawn for it" in printed
