@@ -264,9 +264,8 @@ def test_a_stopped_or_refused_evaluation_is_one_line_and_keeps_its_json(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), model_dir)
     with monkeypatch.context() as patch:
         patch.setattr(run_dir.tempfile, "mkstemp", full)
-        with pytest.raises(SystemExit) as exit_info:
-            evaluate.main(["evaluate"])
-    assert exit_info.value.code == (
+        code = exit_code(lambda: evaluate.main(["evaluate"]))
+    assert code == (
         f"tfpvae.evaluate: error: no space left on device ({model_dir}); "
         "free some space or make it writable, then run the same command "
         "again.")
