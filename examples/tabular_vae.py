@@ -91,8 +91,7 @@ def main(argv=None):
         latent_dim=args.latent_dim, hidden_units=(64,), batch_size=32,
         validation_fraction=0.2, epochs=args.epochs, max_steps=args.steps,
         eval_k=args.eval_k, log_every=50, conditional=args.conditional,
-        jit_compile={"true": True, "false": False}.get(args.jit_compile,
-                                                      "auto"))
+        jit_compile=args.jit_compile)  # TrainConfig reads true/false/auto.
     model_dir = os.path.join(args.output_dir, "model")
     metrics = train.train_and_evaluate(config, model_dir)
     print(f"valid ELBO {metrics['eval_elbo']:.2f} nats, IWAE_{args.eval_k} "

@@ -74,8 +74,7 @@ def train_with_trainer(args):
         latent_dim=args.latent_dim, hidden_units=(256, 256),
         batch_size=args.batch_size, max_steps=args.steps, seed=args.seed,
         eval_k=args.eval_k, log_every=100,
-        jit_compile={"true": True, "false": False}.get(args.jit_compile,
-                                                      "auto"))
+        jit_compile=args.jit_compile)  # TrainConfig reads true/false/auto.
     metrics = train.train_and_evaluate(config, args.model_dir)
     print(f"valid ELBO {metrics['eval_elbo']:.2f}, IWAE_{args.eval_k} "
           f"{metrics['eval_iwae']:.2f} nats; saved in {args.model_dir}")
