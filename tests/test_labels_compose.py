@@ -358,6 +358,62 @@ def test_saved_model_signatures_take_labels_and_match_python(name, labelled,
         np.testing.assert_allclose(
             drawn["images"], model.decode(drawn["z"], labels).mean(),
             rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(drawn["labels"], labels)
+
+    # A label out of range fails the call, naming the range (M2 reads -1
+    # as a label not given where its Python method takes labels=None).
+    lowest = -1 if name == "m2" else 0
+    for bad in (lowest - 1, K):
+        wrong = tf.constant([0, bad], tf.int32)
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"labels must lie in \[{lowest}, {K}\)"):
+            signatures["sample"](n=tf.constant(2), labels=wrong)
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"labels must lie in \[{lowest}, {K}\)"):
+            signatures["encode"](x=x[:2], labels=wrong)
+    for bad in (-1, K):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"labels must lie in \[0, {K}\)"):
+            signatures["decode"](z=z[:2], labels=tf.constant([0, bad]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one label per"):
+        signatures["sample"](n=tf.constant(3), labels=tf.constant([0, 1]))
+
+
+def test_m2_saved_model_reads_minus_one_as_a_label_not_given(labelled,
+                                                             tmp_path):
+    """M2's signatures read -1 as its Python methods read labels=None:
+    encode takes the classifier's guess, sample draws y ~ p(y) (uniform)."""
+    model = labelled["m2"]
+    loaded = tf.saved_model.load(export.export_saved_model(
+        model, str(tmp_path / "saved_model")))
+    classify = loaded.signatures["classify"](x=tf.constant(X))
+    q = model.classify(X)
+    np.testing.assert_allclose(classify["probs"], q.probs_parameter(),
+                               rtol=1e-5, atol=1e-7)
+    guess = np.argmax(q.probs_parameter().numpy(), axis=-1)
+    np.testing.assert_array_equal(classify["labels"], guess)
+
+    # Half the labels given (and different from the guess), half not.
+    given = np.where(np.arange(8) % 2 == 0, (guess + 1) % K, -1).astype(np.int32)
+    used = np.where(given < 0, guess, given)
+    codes = loaded.signatures["encode"](x=tf.constant(X),
+                                        labels=tf.constant(given))
+    np.testing.assert_allclose(codes["loc"], model.posterior_mean(X, used),
+                               rtol=1e-5, atol=1e-6)
+    assert differ(codes["loc"], model.posterior_mean(X, guess))
+
+    n = 3000
+    drawn = loaded.signatures["sample"](n=tf.constant(n),
+                                        labels=tf.fill([n], -1))
+    counts = np.bincount(drawn["labels"].numpy(), minlength=K)
+    assert counts.sum() == n and len(counts) == K
+    # Uniform p(y): each count within 5 standard deviations of n / K.
+    sd = np.sqrt(n * (1 / K) * (1 - 1 / K))
+    assert np.all(np.abs(counts - n / K) < 5 * sd), counts
+    np.testing.assert_allclose(
+        drawn["images"][:50], model.decode(drawn["z"][:50],
+                                           drawn["labels"][:50]).mean(),
+        rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------
