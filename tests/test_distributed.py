@@ -1,11 +1,12 @@
 """Training under tf.distribute strategies: resuming, evaluation, workers.
 
 tests/test_main.py already checks that the mirrored strategy on two logical
-CPUs and two workers from TF_CONFIG reach the single-device result for the
-same global batch (the loss is scaled by the global batch). These tests add
-what those do not cover: a mirrored run resumes from its checkpoint, its
-evaluation is the single-device evaluation of the same weights, and the two
-workers of a multi-worker run hold the same variables.
+CPUs reaches the single-device result for the same global batch (the loss is
+scaled by the global batch). These tests add what that does not cover: a
+mirrored run resumes from its checkpoint, its evaluation is the
+single-device evaluation of the same weights, and two workers of the
+command line, set up by TF_CONFIG, hold the same variables, reach the
+single-device result, and only the chief writes the model directory.
 """
 
 import json
@@ -31,17 +32,17 @@ from conftest import TINY_FLAGS, cli_env
 #: that replicas drawing different noise still follow one trajectory.
 SETTINGS = dict(max_steps=20, batch_size=64, epsilon_std=1e-6, plots=False)
 
-#: A worker of a multi-worker run: trains with `train_and_evaluate` and
-#: saves its copy of the model's variables (argv: config JSON, model_dir,
-#: output .npz).
+#: A worker of a multi-worker run: `python -m tfpvae.main ARGS` (argv[1]: the
+#: arguments as JSON) that then saves its copy of the model's variables
+#: (argv[2]: the output .npz).
 WORKER = """
 import json
+import runpy
 import sys
 
 import numpy as np
 
-from tfpvae import run_dir, train
-from tfpvae.config import TrainConfig
+from tfpvae import run_dir
 
 models = []
 make_checkpoint = run_dir.make_checkpoint
@@ -51,8 +52,13 @@ def capture(model, *args, **kwargs):
     return make_checkpoint(model, *args, **kwargs)
 
 run_dir.make_checkpoint = capture
-train.train_and_evaluate(TrainConfig(**json.loads(sys.argv[1])), sys.argv[2])
-np.savez(sys.argv[3], *[v.numpy() for v in models[0].trainable_variables])
+output = sys.argv[2]
+sys.argv = ["tfpvae.main", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("tfpvae.main", run_name="__main__", alter_sys=True)
+finally:
+    if models:
+        np.savez(output, *[v.numpy() for v in models[0].trainable_variables])
 """
 
 
@@ -105,13 +111,15 @@ def test_mirrored_run_resumes_and_evaluates_like_one_device(tiny_config,
 
 
 @pytest.mark.slow
-def test_two_workers_hold_the_same_variables(tiny_config, tmp_path):
-    config = tiny_config(**SETTINGS, strategy="multi_worker")
+def test_two_cli_workers_from_tf_config_hold_the_same_variables(tiny_config,
+                                                                tmp_path):
+    argv = [*TINY_FLAGS, *[f"--{k}={v}" for k, v in SETTINGS.items()],
+            "--strategy=multi_worker", "--model_dir=run"]
     cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}
     model_dir = tmp_path / "run"
     workers = [subprocess.Popen(
-        [sys.executable, "-c", WORKER, json.dumps(config.to_dict()),
-         str(model_dir), str(tmp_path / f"worker{i}.npz")],
+        [sys.executable, "-c", WORKER, json.dumps(argv),
+         str(tmp_path / f"worker{i}.npz")],
         cwd=tmp_path, env={**cli_env(), "TF_CONFIG": json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": i}})},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -122,6 +130,7 @@ def test_two_workers_hold_the_same_variables(tiny_config, tmp_path):
         for w in workers:
             w.kill()
     assert [w.returncode for w in workers] == [0, 0], outputs
+    assert "multi_worker strategy with 2 replica(s)" in outputs[0]
 
     variables = []
     for i in range(2):
@@ -134,5 +143,11 @@ def test_two_workers_hold_the_same_variables(tiny_config, tmp_path):
         np.testing.assert_array_equal(worker0, worker1)
         np.testing.assert_array_equal(worker0, saved)
     # Only the chief (worker 0) wrote the model directory.
-    assert read_json(model_dir / "metrics.json")["step"] == SETTINGS["max_steps"]
+    distributed = read_json(model_dir / "metrics.json")
+    assert distributed["step"] == SETTINGS["max_steps"]
     assert sorted(os.listdir(tmp_path)) == ["run", "worker0.npz", "worker1.npz"]
+    # The global batch of 64 split over the workers: the single-device run.
+    single = train.train_and_evaluate(tiny_config(**SETTINGS),
+                                      str(tmp_path / "single"))
+    assert distributed["eval_elbo"] == pytest.approx(single["eval_elbo"],
+                                                     rel=1e-4)

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -222,39 +221,6 @@ def test_cli_sigterm_saves_a_checkpoint_then_exits(tmp_path):
     step = int(line.split(" at step ")[1].split(";")[0])
     assert line.startswith("tfpvae: interrupted by SIGTERM at step ")
     assert latest_step(model_dir) == step >= 50
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_cli_two_workers_from_tf_config_match_one_device(tiny_config,
-                                                         tmp_path):
-    settings = dict(max_steps=20, batch_size=64, epsilon_std=1e-6)
-    argv = [*TINY_FLAGS, *[f"--{k}={v}" for k, v in settings.items()],
-            "--strategy=multi_worker", "--model_dir=run"]
-    cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}
-    workers = [subprocess.Popen(
-        cli_command(*argv), cwd=tmp_path,
-        env={**cli_env(), "TF_CONFIG": json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": i}})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for i in range(2)]
-    try:
-        outputs = [w.communicate(timeout=120)[1] for w in workers]
-    finally:
-        for w in workers:
-            w.kill()
-    assert [w.returncode for w in workers] == [0, 0], outputs
-    assert "multi_worker strategy with 2 replica(s)" in outputs[0]
-    distributed = read_json(tmp_path / "run" / "metrics.json")
-    single = train.train_and_evaluate(tiny_config(**settings),
-                                      str(tmp_path / "single"))
-    assert distributed["eval_elbo"] == pytest.approx(single["eval_elbo"],
-                                                     rel=1e-4)
 
 
 # --------------------------------------------------------------------------
