@@ -274,6 +274,45 @@ def test_a_stopped_or_refused_evaluation_is_one_line_and_keeps_its_json(
     assert not [n for n in os.listdir(model_dir) if n.startswith(".tmp_")]
 
 
+def test_a_missing_model_dir_names_the_trained_runs_beside_it(tmp_path,
+                                                              monkeypatch):
+    # Offline the quickstart trains in runs/mnist_bundled; the README's next
+    # command names runs/mnist.
+    monkeypatch.chdir(tmp_path)
+    missing = os.path.join("runs", "mnist")
+    for age, name in enumerate(["mnist_bundled", "old", "notes"]):
+        os.makedirs(os.path.join("runs", name))
+        if name != "notes":  # A directory without a model is not a run.
+            with open(os.path.join("runs", name, run_dir.MODEL_CONFIG_FILE),
+                      "w") as f:
+                f.write("{}")
+        os.utime(os.path.join("runs", name), (1e9 - age, 1e9 - age))
+    expected = (f"--model_dir={missing} does not exist; the trained runs "
+                f"beside it are {os.path.join('runs', 'mnist_bundled')}, "
+                f"{os.path.join('runs', 'old')} (newest first).")
+    with pytest.raises(FileNotFoundError) as error:
+        run_cli(f"--model_dir={missing}")
+    assert str(error.value) == expected
+    with pytest.raises(FileNotFoundError) as error:
+        tfpvae.load(missing)
+    assert str(error.value) == expected.replace("--model_dir", "model_dir")
+
+    for i in range(6):  # Five named, newest first, and a count.
+        os.makedirs(os.path.join("many", f"run{i}"))
+        with open(os.path.join("many", f"run{i}", run_dir.MODEL_CONFIG_FILE),
+                  "w") as f:
+            f.write("{}")
+        os.utime(os.path.join("many", f"run{i}"), (1e9 + i, 1e9 + i))
+    assert run_dir.missing_model_dir(os.path.join("many", "x")).endswith(
+        "are " + ", ".join(os.path.join("many", f"run{i}")
+                           for i in (5, 4, 3, 2, 1)) + " and 1 more (newest "
+        "first).")
+    # Nothing trained beside it: how to train one there.
+    assert run_dir.missing_model_dir("elsewhere/run") == (
+        "--model_dir=elsewhere/run does not exist; train a model there first "
+        "with `python -m tfpvae.main --model_dir=elsewhere/run`.")
+
+
 def test_cli_errors_name_the_problem(model_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         run_cli(f"--model_dir={tmp_path / 'missing'}")

@@ -454,7 +454,10 @@ def test_cli_exits_with_a_one_line_error(tmp_path):
         capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last == f"tfpvae.plot: error: --model_dir={tmp_path / 'none'} does not exist."
+    missing = tmp_path / "none"
+    assert last == (f"tfpvae.plot: error: --model_dir={missing} does not "
+                    f"exist; train a model there first with `python -m "
+                    f"tfpvae.main --model_dir={missing}`.")
 
 
 def write_history(directory, records):

@@ -293,7 +293,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
     if not model_dir:
         raise ValueError("--model_dir is required.")
     if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"--model_dir={model_dir} does not exist.")
+        raise FileNotFoundError(run_dir.missing_model_dir(model_dir))
     if flag_values.max_examples is not None and flag_values.max_examples < 1:
         raise ValueError(f"--max_examples must be >= 1; got "
                          f"{flag_values.max_examples}.")

@@ -130,7 +130,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
         raise ValueError("--model_dir is required (or --compare=DIR,DIR,... to "
                          "compare training runs).")
     if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"--model_dir={model_dir} does not exist.")
+        raise FileNotFoundError(run_dir.missing_model_dir(model_dir))
     dims = _numbers(flag_values.dims, "dims", int)
     options = plots.PlotOptions(
         split=flag_values.split, seed=flag_values.seed,

@@ -226,10 +226,36 @@ def save_model_config(model, model_dir: str) -> None:
     write_json_atomic(path(model_dir, MODEL_CONFIG_FILE), model.get_config())
 
 
+def missing_model_dir(model_dir: str, flag: str = "--model_dir") -> str:
+    """The error for a model directory that does not exist: the trained runs
+    beside it (newest first), or how to train one there.
+
+    E.g. offline, the quickstart trains in runs/mnist_bundled, and
+    `--model_dir=runs/mnist` is then answered with that directory."""
+    parent = os.path.dirname(os.path.normpath(model_dir))
+    try:
+        with os.scandir(parent or os.curdir) as entries:
+            runs = [(entry.stat().st_mtime, os.path.join(parent, entry.name))
+                    for entry in entries if entry.is_dir() and os.path.isfile(
+                        os.path.join(entry.path, MODEL_CONFIG_FILE))]
+    except OSError:
+        runs = []
+    message = f"{flag}={model_dir} does not exist"
+    if not runs:
+        return (f"{message}; train a model there first with `python -m "
+                f"tfpvae.main --model_dir={model_dir}`.")
+    names = [name for _, name in sorted(runs, reverse=True)]
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return (f"{message}; the trained runs beside it are "
+            f"{', '.join(names[:5])}{more} (newest first).")
+
+
 def read_model_config(model_dir: str) -> dict:
     """Reads the model configuration saved in `model_dir`."""
     config_path = path(model_dir, MODEL_CONFIG_FILE)
     if not os.path.exists(config_path):
+        if not os.path.isdir(model_dir):
+            raise FileNotFoundError(missing_model_dir(model_dir, "model_dir"))
         raise FileNotFoundError(
             f"{config_path} does not exist: {model_dir!r} is not a tfpvae model "
             f"directory (train one with `python -m tfpvae.main "
