@@ -285,6 +285,12 @@ def test_first_run_without_flags_trains_on_the_bundled_digits_quietly(
         "mnist_bundled")
     assert len([line for line in stderr.splitlines()
                 if "] Default dataset: mnist_bundled" in line]) == 1
+    # The last line names the run's directory in the next commands.
+    where = os.path.join("runs", "mnist_bundled")
+    assert stderr.strip().splitlines()[-1].endswith(
+        f"] Next: `python -m tfpvae.evaluate --model_dir={where} --best "
+        f"--k=5000` estimates log p(x) with the selected model; `python -m "
+        f"tfpvae.plot --model_dir={where}` draws its figures."), stderr
     (device,) = [line for line in stderr.splitlines() if "] Device: " in line]
     gpu = ".+" if tf.config.list_physical_devices("GPU") else (
         r"CPU \(no GPU found\)")

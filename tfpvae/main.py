@@ -50,6 +50,7 @@ package's modules lazily.
 import contextlib
 import os
 import re
+import shlex
 import signal
 import sys
 import tempfile
@@ -242,8 +243,20 @@ def run(config: config_lib.TrainConfig, model_dir: str) -> dict:
     """
     config = resolve_dataset(config)
     metrics = train.train_and_evaluate(config, model_dir)
-    if not metrics or not (config.plots or config.export):
-        return metrics  # Not the chief of a multi-worker run, or nothing to do.
+    if not metrics:
+        return metrics  # Not the chief of a multi-worker run.
+    if config.plots or config.export:
+        _figures_and_export(config, model_dir, metrics)
+    where = shlex.quote(model_dir)
+    logging.info("Next: `python -m tfpvae.evaluate --model_dir=%s --best "
+                 "--k=5000` estimates log p(x) with the selected model; "
+                 "`python -m tfpvae.plot --model_dir=%s` draws its figures.",
+                 where, where)
+    return metrics
+
+
+def _figures_and_export(config, model_dir, metrics) -> None:
+    """--plots and --export, from the checkpoint selected by validation."""
     _stage[0] = ("after training (its checkpoints are saved), while drawing "
                  "the figures or exporting; run the same command again to "
                  "finish them.")
@@ -261,7 +274,6 @@ def run(config: config_lib.TrainConfig, model_dir: str) -> dict:
         path = export_lib.export_saved_model(
             selected, run_dir.path(model_dir, run_dir.SAVED_MODEL_SUBDIR))
         logging.info("Exported a SavedModel to %s.", path)
-    return metrics
 
 
 def _quiet_tensorflow_info(record) -> bool:
