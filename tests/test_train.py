@@ -13,6 +13,7 @@ from tfpvae import run_dir
 from tfpvae import evaluation
 from tfpvae import main
 from tfpvae import train
+from tfpvae.train import loop
 from tfpvae.config import TrainConfig
 
 HISTORY_KEYS = {
@@ -158,6 +159,27 @@ def test_resume_continues_exactly_where_it_stopped(tiny_config, tmp_path):
     again = train.train_and_evaluate(config, model_dir)
     assert again["eval_elbo"] == reference["eval_elbo"]
     assert [r["step"] for r in read_history(model_dir)] == [5, 6, 10]
+
+
+def test_one_iterator_serves_every_epoch(tiny_config, tmp_path, monkeypatch):
+    # A new training iterator per epoch cost 10-20 s at every epoch's start
+    # with the two-layer HVAE (in freeing the old one): a run makes one, for
+    # all its epochs (4 steps each here), and a resumed run one more. The
+    # order of the batches is checked by the resume tests above and by
+    # test_compatibility (0.1's numbers, made with an iterator per epoch).
+    made = []
+
+    def counting_iter(source):
+        made.append(source)
+        return iter(source)
+
+    monkeypatch.setattr(loop, "iter", counting_iter, raising=False)
+    config = tiny_config(batch_size=400, max_steps=10, eval_every=5)
+    model_dir = str(tmp_path / "run")
+    train.train_and_evaluate(config.replace(max_steps=6), model_dir)
+    assert len(made) == 1
+    train.train_and_evaluate(config, model_dir)
+    assert len(made) == 2
 
 
 def test_history_written_after_the_last_checkpoint_is_dropped(tiny_config,
