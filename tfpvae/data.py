@@ -95,6 +95,9 @@ Example:
     for epoch in range(10):
         for x in train:          # one epoch per iteration, reshuffled
             ...
+    batches = iter(train.repeat())   # or every epoch from one iterator, as
+                                     # the trainer does (an iterator freed
+                                     # mid-epoch can cost seconds)
     for x in make_eval_dataset(ds, 500):
         ...
 """
