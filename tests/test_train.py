@@ -365,6 +365,15 @@ def test_progress_line_and_bar():
     line = progress.line(250, 101.234, 10000.0, bar_width=10)
     assert line == ("step 250/1000  epoch 3/10  [==        ]  10,000 ex/s  "
                     "loss 101.2  ETA 0:00:04")
+    # From the second evaluation on, the ETA is the wall-clock time per step
+    # between evaluations (here 50 s per 100 steps, with the evaluation),
+    # not the 0.005 s per step of the training speed.
+    progress.evaluated(100, now=1000.0)
+    assert progress.line(250, 101.234, 10000.0).endswith("ETA 0:00:04")
+    progress.evaluated(200, now=1050.0)
+    assert progress.line(250, 101.234, 10000.0).endswith("ETA 0:06:15")
+    progress.evaluated(300, now=1120.0)  # 120 s per 200 steps.
+    assert progress.line(250, None, None).endswith("ETA 0:07:30")
 
 
 def test_config_rules_match_the_command_line_messages():

@@ -465,6 +465,7 @@ class _Run:
         if self._evaluates(step):
             self.progress.end_line()
             self.evaluate()
+            self.progress.evaluated(step)
             stop = self.selection.stop
             if stop:
                 logging.info("Stopping early: the held-out %s has not improved "

@@ -1,7 +1,8 @@
 """What a person watching a training run sees, and how it is stopped.
 
 `Progress` redraws one status line on a terminal (step, epoch, examples/s,
-loss, ETA) or logs one every `log_every` steps; `Throughput` measures
+loss, ETA: from the steps' speed, then from the wall-clock time between
+evaluations) or logs one every `log_every` steps; `Throughput` measures
 examples per second over the timed steps; `StopSignals` turns SIGINT and
 SIGTERM into a request to save and stop after the current step
 (`Interrupted`), and a second signal into an immediate stop.
@@ -50,6 +51,22 @@ class Progress:
         self.stream = stream or sys.stdout
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last_draw, self._drawn = 0.0, False
+        self._cycles = []  # (time, step) at the end of each evaluation.
+
+    def evaluated(self, step: int, now: float | None = None) -> None:
+        """Marks the end of an evaluation at `step`: from the second on, the
+        ETA is the wall-clock time per step between the first and the last
+        (training, evaluations, checkpoints and all), not the steps' speed
+        alone, which leaves the evaluations out."""
+        self._cycles.append((time.monotonic() if now is None else now, step))
+
+    def seconds_per_step(self) -> float | None:
+        """Wall-clock seconds per step over whole evaluation cycles of this
+        session, or None before two evaluations."""
+        if len(self._cycles) < 2:
+            return None
+        (t0, s0), (t1, s1) = self._cycles[0], self._cycles[-1]
+        return (t1 - t0) / (s1 - s0) if s1 > s0 else None
 
     def line(self, step: int, loss: float | None,
              examples_per_sec: float | None, bar_width: int = 0) -> str:
@@ -65,9 +82,11 @@ class Progress:
             parts.append(f"{examples_per_sec:,.0f} ex/s")
         if loss is not None:
             parts.append(f"loss {loss:.4g}")
-        if examples_per_sec and step < self.total:
-            seconds = (self.total - step) * self.batch_size / examples_per_sec
-            parts.append(f"ETA {_duration(seconds)}")
+        per_step = self.seconds_per_step()
+        if per_step is None and examples_per_sec:
+            per_step = self.batch_size / examples_per_sec
+        if per_step and step < self.total:
+            parts.append(f"ETA {_duration((self.total - step) * per_step)}")
         return "  ".join(parts)
 
     def update(self, step: int, loss: float | None,
