@@ -51,21 +51,23 @@ class Progress:
         self.stream = stream or sys.stdout
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last_draw, self._drawn = 0.0, False
-        self._cycles = []  # (time, step) at the end of each evaluation.
+        # (time, step) at the end of the first and of the last evaluation.
+        self._first_eval = self._last_eval = None
 
     def evaluated(self, step: int, now: float | None = None) -> None:
         """Marks the end of an evaluation at `step`: from the second on, the
         ETA is the wall-clock time per step between the first and the last
         (training, evaluations, checkpoints and all), not the steps' speed
         alone, which leaves the evaluations out."""
-        self._cycles.append((time.monotonic() if now is None else now, step))
+        self._last_eval = (time.monotonic() if now is None else now, step)
+        self._first_eval = self._first_eval or self._last_eval
 
     def seconds_per_step(self) -> float | None:
         """Wall-clock seconds per step over whole evaluation cycles of this
         session, or None before two evaluations."""
-        if len(self._cycles) < 2:
+        if self._first_eval is None:
             return None
-        (t0, s0), (t1, s1) = self._cycles[0], self._cycles[-1]
+        (t0, s0), (t1, s1) = self._first_eval, self._last_eval
         return (t1 - t0) / (s1 - s0) if s1 > s0 else None
 
     def line(self, step: int, loss: float | None,
