@@ -326,9 +326,9 @@ def main(argv):
         problem = run_dir.storage_problem(e)
         if problem is None:
             raise
-        _error(f"{problem} ({getattr(e, 'filename', None) or model_dir}); "
-               f"free some space or make it writable, then run the same "
-               f"command again (the saved checkpoints are kept).")
+        where = getattr(e, "filename", None) or model_dir
+        _error(f"{run_dir.storage_advice(problem, where)} (the saved "
+               f"checkpoints are kept).")
 
 
 if __name__ == "__main__":

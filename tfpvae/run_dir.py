@@ -140,11 +140,16 @@ def one_line_errors(program: str, interrupted: str):
         problem = storage_problem(e)
         if problem is None:
             raise
-        where = getattr(e, "filename", None)
-        sys.exit(f"{program}: error: {problem}"
-                 + (f" ({where})" if where else "")
-                 + "; free some space or make it writable, then run the same "
-                 "command again.")
+        sys.exit(f"{program}: error: "
+                 f"{storage_advice(problem, getattr(e, 'filename', None))}.")
+
+
+def storage_advice(problem: str, where: str | None) -> str:
+    """The sentence of a refused write (`storage_problem`) on the command
+    line: the problem, the file or directory, and what to do."""
+    return (problem + (f" ({where})" if where else "")
+            + "; free some space or make it writable, then run the same "
+            "command again")
 
 
 # --------------------------------------------------------------------------
